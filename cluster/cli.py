@@ -1,0 +1,80 @@
+"""The ``vani`` command line.
+
+    vani up [--address ADDR] [--port N]     start (or join) Ray, deploy, print URLs, stop on Ctrl-C
+    vani deploy --address ADDR              deploy onto a running cluster and return
+    vani status [--url URL]                 sessions, hosts, nodes
+    vani talk --wav FILE [--url URL]        stream a WAV in real time, save what comes back
+    vani emulate [--port N]                 run the provider emulators on 127.0.0.1
+    vani providers check                    which providers are configured and whether they answer
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+
+
+def _lazy(module: str, func: str) -> Callable[[argparse.Namespace], int]:
+    # Subcommands import their module only when used: `vani talk` must not import Ray.
+    def run(args: argparse.Namespace) -> int:
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vani", description="Real-time voice-agent session service")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start Ray (or join --address), deploy the gateway, wait for Ctrl-C")
+    up.add_argument("--address", default=None, help="existing Ray cluster address (default: start local)")
+    up.add_argument("--host", default=None, help="HTTP host for the gateway (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=None, help="HTTP port for the gateway (default 8000)")
+    up.add_argument("--mode", choices=["sharded", "actor"], default=None, help="session placement mode")
+    up.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    up.set_defaults(func=_lazy("cluster.run", "cmd_up"))
+
+    dep = sub.add_parser("deploy", help="deploy the gateway onto a running Ray cluster and exit")
+    dep.add_argument("--address", required=True)
+    dep.add_argument("--host", default=None)
+    dep.add_argument("--port", type=int, default=None)
+    dep.add_argument("--mode", choices=["sharded", "actor"], default=None)
+    dep.set_defaults(func=_lazy("cluster.run", "cmd_deploy"))
+
+    st = sub.add_parser("status", help="sessions, hosts and nodes of a running deployment")
+    st.add_argument("--url", default="http://127.0.0.1:8000", help="gateway base URL")
+    st.add_argument("--json", action="store_true", help="print raw JSON")
+    st.set_defaults(func=_lazy("cluster.run", "cmd_status"))
+
+    talk = sub.add_parser("talk", help="stream a WAV file in real time and save what comes back")
+    talk.add_argument("--wav", required=True)
+    talk.add_argument("--url", default="ws://127.0.0.1:8000", help="gateway base URL")
+    talk.add_argument("--session", default=None, help="session id (default: random)")
+    talk.add_argument("--out", default=None, help="output WAV (default: <wav>.reply.wav)")
+    talk.add_argument("--frame-ms", type=int, default=80)
+    talk.add_argument("--tail-s", type=float, default=1.5, help="keep listening this long after sending")
+    talk.add_argument("--token", default=None, help="API key, if the server requires one")
+    talk.set_defaults(func=_lazy("client.talk", "cmd_talk"))
+
+    emu = sub.add_parser("emulate", help="run the provider emulators on 127.0.0.1")
+    emu.add_argument("--host", default="127.0.0.1")
+    emu.add_argument("--port", type=int, default=8790)
+    emu.set_defaults(func=_lazy("adapters.emulator.cli", "cmd_emulate"))
+
+    prov = sub.add_parser("providers", help="provider configuration")
+    prov_sub = prov.add_subparsers(dest="providers_command", required=True)
+    chk = prov_sub.add_parser("check", help="which providers are configured and whether they answer")
+    chk.add_argument("--timeout", type=float, default=5.0)
+    chk.set_defaults(func=_lazy("adapters.check", "cmd_check"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""All of vani's configuration, in one place.
+
+Values come from (lowest to highest precedence): the defaults below, a TOML file named by
+``VANI_CONFIG`` (flat keys, same names as the fields), then environment variables ``VANI_<FIELD>``
+(upper case). Every default works offline with no keys.
+
+Provider credentials are read only from the environment (``CF_ACCOUNT_ID``, ``CF_API_TOKEN``,
+``DEEPGRAM_API_KEY``, ``OPENAI_API_KEY``) and never appear in ``Settings.public()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- cluster / serve -------------------------------------------------------------------
+    address: str | None = None  # Ray address; None = start a local single-node Ray
+    namespace: str = "vani"
+    app_name: str = "vani"  # Serve app name; registry and host actors are named after it
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    route_prefix: str = "/"
+    gateway_replicas: int = 1
+    dashboard: bool = True
+    dashboard_port: int = 8265
+    metrics_export_port: int = 0  # 0 = let Ray choose
+    # --- placement -------------------------------------------------------------------------
+    placement_mode: str = "sharded"  # "sharded" (hosts per node) or "actor" (one actor per session)
+    hosts_per_node: int = 2
+    host_num_cpus: float = 0.0  # hosts are IO bound; 0 lets many share a small node
+    # --- sessions --------------------------------------------------------------------------
+    max_sessions: int = 1000
+    session_ttl_s: float = 60.0  # how long a disconnected session waits for its client
+    echo_delay_ms: float = 500.0
+    max_frame_bytes: int = 65536
+    outbound_cap_bytes: int = 131072
+    inbound_ring_bytes: int = 262144  # ~8 s of 16 kHz PCM16
+    # A client may run ahead of real time by at most flood_burst_s seconds of audio, refilled
+    # at flood_rate x real time; past that it is closed with 1008. 0 disables the guard.
+    flood_burst_s: float = 20.0
+    flood_rate: float = 2.0
+    api_key: str | None = None
+    log_level: str = "INFO"
+
+    @staticmethod
+    def load(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from defaults, ``VANI_CONFIG`` file, ``VANI_*`` env vars and overrides."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        path = env.get("VANI_CONFIG")
+        if path:
+            with open(path, "rb") as fh:
+                values.update(tomllib.load(fh))
+        for f in fields(Settings):
+            raw = env.get(f"VANI_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return Settings.from_dict(values)
+
+    @staticmethod
+    def from_dict(values: dict[str, Any]) -> Settings:
+        known = {f.name: f for f in fields(Settings)}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return Settings(**{k: _coerce(known[k], v) for k, v in values.items()})
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def public(self) -> dict[str, Any]:
+        """Settings safe to print or return from an API (no secrets)."""
+        d = self.to_dict()
+        d["api_key"] = "set" if self.api_key else None
+        return d
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    if value is None or not isinstance(value, str):
+        return value
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if kind.startswith("bool"):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    if kind.startswith("int"):
+        return int(value)
+    if kind.startswith("float"):
+        return float(value)
+    if value == "" and "None" in kind:
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Per-session knobs the gateway hands to the host when it opens a session."""
+
+    echo_delay_ms: float = 500.0
+    max_frame_bytes: int = 65536
+    outbound_cap_bytes: int = 131072
+    inbound_ring_bytes: int = 262144
+    flood_burst_s: float = 20.0
+    flood_rate: float = 2.0
+    session_ttl_s: float = 60.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def from_settings(s: Settings) -> SessionLimits:
+        return SessionLimits(
+            echo_delay_ms=s.echo_delay_ms,
+            max_frame_bytes=s.max_frame_bytes,
+            outbound_cap_bytes=s.outbound_cap_bytes,
+            inbound_ring_bytes=s.inbound_ring_bytes,
+            flood_burst_s=s.flood_burst_s,
+            flood_rate=s.flood_rate,
+            session_ttl_s=s.session_ttl_s,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> SessionLimits:
+        return SessionLimits(**d)
