@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 # --------------------------------------------------------------------------------------------
@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 # --------------------------------------------------------------------------------------------
 
 
-class ErrorKind(str, Enum):
+class ErrorKind(StrEnum):
     AUTH = "auth"  # 401/403, bad credentials
     BAD_REQUEST = "bad_request"  # 400, invalid parameters
     RATE_LIMITED = "rate_limited"  # 429
@@ -52,7 +52,7 @@ class ProviderError(Exception):
 # --------------------------------------------------------------------------------------------
 
 
-class TurnEventType(str, Enum):
+class TurnEventType(StrEnum):
     UPDATE = "Update"
     START_OF_TURN = "StartOfTurn"
     EAGER_END_OF_TURN = "EagerEndOfTurn"

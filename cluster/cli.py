@@ -1,11 +1,11 @@
 """The ``vani`` command line.
 
-    vani up [--address ADDR] [--port N]     start (or join) Ray, deploy, print URLs, stop on Ctrl-C
-    vani deploy --address ADDR              deploy onto a running cluster and return
-    vani status [--url URL]                 sessions, hosts, nodes
-    vani talk --wav FILE [--url URL]        stream a WAV in real time, save what comes back
-    vani emulate [--port N]                 run the provider emulators on 127.0.0.1
-    vani providers check                    which providers are configured and whether they answer
+vani up [--address ADDR] [--port N]     start (or join) Ray, deploy, print URLs, stop on Ctrl-C
+vani deploy --address ADDR              deploy onto a running cluster and return
+vani status [--url URL]                 sessions, hosts, nodes
+vani talk --wav FILE [--url URL]        stream a WAV in real time, save what comes back
+vani emulate [--port N]                 run the provider emulators on 127.0.0.1
+vani providers check                    which providers are configured and whether they answer
 """
 
 from __future__ import annotations
