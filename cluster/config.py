@@ -49,6 +49,36 @@ class Settings:
     flood_rate: float = 2.0
     api_key: str | None = None
     log_level: str = "INFO"
+    # --- providers (adapters/registry.py) --------------------------------------------------
+    # Credentials are never settings: adapters read CF_ACCOUNT_ID, CF_API_TOKEN, DEEPGRAM_API_KEY,
+    # OPENAI_API_KEY from the environment. Base URLs are overridable so emulators can plug in.
+    stt_provider: str = "local"  # workers-ai | deepgram | local
+    llm_provider: str = "local"  # workers-ai | openai | local
+    tts_provider: str = "local"  # workers-ai | deepgram | deepgram-ws | local | espeak
+    tts_fallback: str | None = None  # a second tts provider name, used on error or timeout
+    llm_model: str = "@cf/meta/llama-3.1-8b-instruct-fast"  # for openai: e.g. "gpt-4o-mini"
+    llm_api: str = "openai"  # workers-ai only: "openai" (/ai/v1/chat/completions) | "native" (/ai/run SSE)
+    llm_max_tokens: int = 512
+    llm_temperature: float = 0.6
+    llm_max_retries: int = 2  # retried only while no token has been delivered
+    cf_base_url: str = "https://api.cloudflare.com/client/v4"
+    deepgram_base_url: str = "https://api.deepgram.com"
+    openai_base_url: str = "https://api.openai.com/v1"
+    flux_eot_threshold: float = 0.7
+    flux_eager_eot_threshold: float | None = None  # set = eager mode
+    flux_eot_timeout_ms: int = 5000
+    flux_keyterms: str = ""  # comma-separated
+    stt_max_reconnects: int = 3
+    stt_replay_max_s: float = 30.0  # unacknowledged audio kept for replay after a reconnect
+    tts_speaker: str = "luna"
+    tts_encoding: str = "linear16"
+    tts_container: str = "none"
+    tts_sample_rate: int = 24000
+    tts_bit_rate: int | None = None
+    provider_connect_timeout_s: float = 5.0
+    provider_read_timeout_s: float = 10.0  # a stream silent this long is stalled
+    tts_first_byte_timeout_s: float = 3.0  # past this the fallback tts takes over
+    # --- end providers ---------------------------------------------------------------------
 
     @staticmethod
     def load(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
