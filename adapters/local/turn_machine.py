@@ -1,0 +1,270 @@
+"""The local STT's turn logic: an explicit Flux state machine with a synchronous decide step.
+
+States are Flux's (Initial, TurnOngoing, AwaitingEnd). ``decide`` takes one observation (a 32 ms VAD
+frame, a Smart Turn score, a Whisper transcript, a ForceEndTurn) and returns actions; it never
+awaits and never touches a model. The stream driver executes the actions (runs the models off the
+event loop) and feeds their results back as observations, so every event is timed on the audio
+clock and ordering does not depend on how long inference takes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from adapters.base import TurnEventType, Word
+
+FRAME_S = 512 / 16000  # one silero VAD frame at 16 kHz
+
+
+class Phase(StrEnum):
+    INITIAL = "Initial"
+    ONGOING = "TurnOngoing"
+    AWAITING_END = "AwaitingEnd"
+
+
+@dataclass
+class TurnConfig:
+    eot_threshold: float = 0.7
+    eager_eot_threshold: float | None = None
+    eot_timeout_ms: int = 5000
+    vad_threshold: float = 0.5
+    onset_frames: int = 3  # ~96 ms of speech starts a turn (a click or a cough is shorter)
+    resume_frames: int = 4  # ~128 ms of speech after EagerEndOfTurn means the user went on
+    first_score_ms: int = 200  # silence before the Smart Turn call (the model expects ~0.2 s)
+    # Smart Turn judges words and prosody once per pause. If it says "not done", continued silence
+    # still makes it ever more likely the user has finished: confidence ramps linearly from the
+    # model's value to 1.0 over silence_ramp_ms (like Flux's rising end_of_turn_confidence), and
+    # eot_timeout_ms stays the hard stop.
+    silence_ramp_ms: int = 2000
+    update_interval_s: float = 0.25  # Flux: an Update about every 0.25 s of audio
+
+
+# ---- observations ---------------------------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    t_end: float  # audio clock at the end of this frame, seconds
+    speech_prob: float
+
+
+@dataclass
+class Score:
+    probability: float  # Smart Turn end-of-turn probability for the turn so far
+
+
+@dataclass
+class Transcript:
+    text: str
+    words: list[Word]
+    purpose: str  # "eager" | "final"
+    trigger: str | None = None  # for "final": model | manual | timeout
+
+
+@dataclass
+class ForceEnd:
+    t_end: float
+
+
+Observation = Frame | Score | Transcript | ForceEnd
+
+# ---- actions ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Emit:
+    event: TurnEventType
+    turn_index: int
+    start: float
+    end: float
+    transcript: str | None = None  # None on Update: the driver fills in the live partial
+    words: list[Word] = field(default_factory=list)
+    confidence: float = 0.0
+    trigger: str | None = None
+
+
+@dataclass
+class BeginTurn:
+    start: float
+
+
+@dataclass
+class NeedScore:
+    pass
+
+
+@dataclass
+class NeedTranscript:
+    purpose: str
+    trigger: str | None = None
+
+
+@dataclass
+class FinishTurn:
+    pass
+
+
+Action = Emit | BeginTurn | NeedScore | NeedTranscript | FinishTurn
+
+
+@dataclass
+class TurnMachine:
+    """All per-stream turn state. One instance per STT stream; never shared."""
+
+    config: TurnConfig = field(default_factory=TurnConfig)
+    phase: Phase = Phase.INITIAL
+    turn_index: int = 0
+    now: float = 0.0
+    turn_start: float = 0.0
+    speech_run: int = 0  # consecutive speech frames
+    silence_ms: float = 0.0  # silence since the last speech frame of this turn
+    base_probability: float | None = None  # Smart Turn's verdict for the current pause
+    eager_tried: bool = False  # an eager transcript was already attempted in this pause
+    last_event_t: float = 0.0
+    last_probability: float = 0.0
+    eager_text: str = ""
+    eager_words: list[Word] = field(default_factory=list)
+
+    @property
+    def eager_mode(self) -> bool:
+        return self.config.eager_eot_threshold is not None
+
+    def decide(self, obs: Observation) -> list[Action]:
+        """Advance the machine by one observation; return what the driver must do, in order."""
+        match obs:
+            case Frame():
+                return self._on_frame(obs)
+            case Score():
+                return self._on_score(obs.probability)
+            case Transcript():
+                return self._on_transcript(obs)
+            case ForceEnd():
+                self.now = max(self.now, obs.t_end)
+                if self.phase is Phase.INITIAL:
+                    return []  # Flux answers with a Warning, not a TurnInfo
+                if self.phase is Phase.AWAITING_END:
+                    return self._end("manual", self.eager_text, self.eager_words)
+                return [NeedTranscript("final", "manual")]
+        raise TypeError(f"unknown observation {obs!r}")
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _emit(self, event: TurnEventType, **kw: object) -> Emit:
+        self.last_event_t = self.now
+        return Emit(event, self.turn_index, self.turn_start, self.now, **kw)  # type: ignore[arg-type]
+
+    def _on_frame(self, f: Frame) -> list[Action]:
+        cfg = self.config
+        self.now = f.t_end
+        speech = f.speech_prob >= cfg.vad_threshold
+        self.speech_run = self.speech_run + 1 if speech else 0
+        out: list[Action] = []
+        if self.phase is Phase.INITIAL:
+            if self.speech_run >= cfg.onset_frames:
+                self.phase = Phase.ONGOING
+                self.turn_start = max(0.0, self.now - self.speech_run * FRAME_S)
+                self._new_pause()
+                self.last_probability = 0.0
+                out += [BeginTurn(self.turn_start), self._emit(TurnEventType.START_OF_TURN)]
+            return out
+
+        if self.phase is Phase.AWAITING_END and self.speech_run >= cfg.resume_frames:
+            self.phase = Phase.ONGOING
+            self.eager_text, self.eager_words = "", []
+            self._new_pause()
+            return [self._emit(TurnEventType.TURN_RESUMED)]
+        if speech and self.phase is Phase.ONGOING:
+            self._new_pause()
+        elif not speech:
+            self.silence_ms += FRAME_S * 1000
+
+        if self.now - self.last_event_t >= cfg.update_interval_s - 1e-9:
+            text = self.eager_text if self.phase is Phase.AWAITING_END else None
+            out.append(self._emit(TurnEventType.UPDATE, transcript=text, confidence=self.last_probability))
+        if self.silence_ms >= cfg.eot_timeout_ms:
+            if self.phase is Phase.AWAITING_END:
+                return out + self._end("timeout", self.eager_text, self.eager_words)
+            return [*out, NeedTranscript("final", "timeout")]
+        if not speech and self.silence_ms >= cfg.first_score_ms:
+            if self.base_probability is None:
+                out.append(NeedScore())
+            else:
+                out += self._check(self._ramped())
+        return out
+
+    def _new_pause(self) -> None:
+        self.silence_ms = 0.0
+        self.base_probability = None
+        self.eager_tried = False
+
+    def _ramped(self) -> float:
+        p0 = self.base_probability or 0.0
+        ramp = max(1.0, float(self.config.silence_ramp_ms))
+        frac = min(1.0, max(0.0, self.silence_ms - self.config.first_score_ms) / ramp)
+        return p0 + (1.0 - p0) * frac
+
+    def _on_score(self, p: float) -> list[Action]:
+        self.base_probability = p
+        return self._check(p)
+
+    def _check(self, p: float) -> list[Action]:
+        cfg = self.config
+        self.last_probability = p
+        if self.phase is Phase.ONGOING:
+            if p >= cfg.eot_threshold:
+                return [NeedTranscript("final", "model")]
+            if self.eager_mode and not self.eager_tried and p >= (cfg.eager_eot_threshold or 1.0):
+                self.eager_tried = True
+                return [NeedTranscript("eager")]
+        elif self.phase is Phase.AWAITING_END and p >= cfg.eot_threshold:
+            return self._end("model", self.eager_text, self.eager_words)
+        return []
+
+    def _on_transcript(self, t: Transcript) -> list[Action]:
+        if self.phase is Phase.INITIAL:
+            return []
+        text = t.text.strip()
+        if t.purpose == "eager":
+            if self.phase is not Phase.ONGOING or not text:
+                return []  # Flux never sends an empty EagerEndOfTurn; wait for more evidence
+            self.phase = Phase.AWAITING_END
+            self.eager_text, self.eager_words = text, list(t.words)
+            return [
+                self._emit(
+                    TurnEventType.EAGER_END_OF_TURN,
+                    transcript=text,
+                    words=list(t.words),
+                    confidence=self.last_probability,
+                )
+            ]
+        if self.phase is Phase.AWAITING_END:  # the eager transcript stands (Flux rule)
+            return self._end(t.trigger or "model", self.eager_text, self.eager_words)
+        out: list[Action] = []
+        if self.eager_mode and t.trigger == "model" and text:
+            # Eager clients start the LLM on EagerEndOfTurn; never make them miss it.
+            self.eager_text, self.eager_words = text, list(t.words)
+            out.append(
+                self._emit(
+                    TurnEventType.EAGER_END_OF_TURN,
+                    transcript=text,
+                    words=list(t.words),
+                    confidence=self.last_probability,
+                )
+            )
+        return out + self._end(t.trigger or "model", text, list(t.words))
+
+    def _end(self, trigger: str, text: str, words: list[Word]) -> list[Action]:
+        ev = self._emit(
+            TurnEventType.END_OF_TURN,
+            transcript=text,
+            words=words,
+            confidence=self.last_probability,
+            trigger=trigger,
+        )
+        self.phase = Phase.INITIAL
+        self.turn_index += 1
+        self.speech_run = 0
+        self._new_pause()
+        self.eager_text, self.eager_words = "", []
+        return [ev, FinishTurn()]
