@@ -1,0 +1,1 @@
+"""Protocol-faithful emulators of Workers AI, Deepgram and OpenAI-compatible APIs (see ``app.py``)."""

@@ -1,0 +1,48 @@
+"""``vani emulate``: run the provider emulators on 127.0.0.1 and print the env to point vani at them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from adapters.emulator.latency import Latency
+
+SERVER_KW = {
+    "ws": "websockets-sansio",
+    "log_level": "warning",
+    "access_log": False,
+    "ws_ping_interval": None,
+    "backlog": 4096,
+    "timeout_keep_alive": 30,
+}
+
+
+def env_for(base: str) -> dict[str, str]:
+    """Settings and dummy credentials that route every remote provider to the emulator at ``base``."""
+    return {
+        "VANI_CF_BASE_URL": f"{base}/client/v4",
+        "VANI_DEEPGRAM_BASE_URL": base,
+        "VANI_OPENAI_BASE_URL": f"{base}/v1",
+        "CF_ACCOUNT_ID": "emulated",
+        "CF_API_TOKEN": "emulated-token",
+        "DEEPGRAM_API_KEY": "emulated-key",
+        "OPENAI_API_KEY": "emulated-key",
+    }
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    """Serve the emulator app until Ctrl-C."""
+    import uvicorn
+
+    from adapters.emulator.app import build_app
+
+    host = getattr(args, "host", "127.0.0.1")
+    port = int(getattr(args, "port", 8790))
+    latency = Latency().override(os.environ.get("VANI_EMULATOR_LATENCY"))
+    base = f"http://{host}:{port}"
+    print(f"vani emulators on {base} (latency {latency})")
+    print("point vani at them with:")
+    for k, v in env_for(base).items():
+        print(f"  export {k}={v}")
+    uvicorn.run(build_app(latency), host=host, port=port, **SERVER_KW)
+    return 0
