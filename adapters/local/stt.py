@@ -99,6 +99,7 @@ class LocalSttStream:
                 eager_eot_threshold=options.eager_eot_threshold,
                 eot_timeout_ms=options.eot_timeout_ms,
                 vad_threshold=float(getattr(settings, "local_vad_threshold", 0.5) or 0.5),
+                silence_ramp_ms=int(getattr(settings, "local_turn_silence_ramp_ms", 2000) or 2000),
             )
         )
         self._cmds: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()

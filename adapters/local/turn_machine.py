@@ -211,13 +211,14 @@ class TurnMachine:
     def _check(self, p: float) -> list[Action]:
         cfg = self.config
         self.last_probability = p
+        model_may_end = cfg.eot_threshold < 1.0  # Flux: 1.0 = only ForceEndTurn (or the timeout) ends
         if self.phase is Phase.ONGOING:
-            if p >= cfg.eot_threshold:
+            if model_may_end and p >= cfg.eot_threshold:
                 return [NeedTranscript("final", "model")]
             if self.eager_mode and not self.eager_tried and p >= (cfg.eager_eot_threshold or 1.0):
                 self.eager_tried = True
                 return [NeedTranscript("eager")]
-        elif self.phase is Phase.AWAITING_END and p >= cfg.eot_threshold:
+        elif self.phase is Phase.AWAITING_END and model_may_end and p >= cfg.eot_threshold:
             return self._end("model", self.eager_text, self.eager_words)
         return []
 
