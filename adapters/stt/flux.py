@@ -109,6 +109,8 @@ class FluxStream:
         self._conn_turns = 0  # EndOfTurns received on the current connection
         self._turn_active = False
         self._eager_pending = False
+        self._last_end = 0.0  # latest audio_window_end delivered
+        self._last_start = 0.0
         self.reconnects = 0
 
     # ---- connection ------------------------------------------------------------------------
@@ -181,7 +183,13 @@ class FluxStream:
         async with self._send_lock:  # replay snapshot and switch-over are atomic w.r.t. send_audio
             self._conn_base = self._acked
             if self._eager_pending:
-                self._emit(TurnEvent(TurnEventType.TURN_RESUMED, self._turns_done))
+                resumed = TurnEvent(
+                    TurnEventType.TURN_RESUMED,
+                    self._turns_done,
+                    audio_window_start=self._last_start,
+                    audio_window_end=self._last_end,
+                )
+                self._emit(resumed)
                 self._eager_pending = False
             replay = bytes(self._replay)
             for i in range(0, len(replay), 2560 * 4):
@@ -263,6 +271,8 @@ class FluxStream:
             w.end = None if w.end is None else round(w.end + base_s, 3)
         ev.turn_index += self._turns_before_conn
         t = ev.event
+        if t is not TurnEventType.END_OF_TURN and ev.audio_window_end < self._last_end - 1e-6:
+            return  # the replay re-describes audio the caller has already had events for
         if t is TurnEventType.START_OF_TURN:
             if self._turn_active:
                 return  # the replay re-opened a turn the caller already knows about
@@ -277,6 +287,8 @@ class FluxStream:
             self._ack(ev.audio_window_end)
         elif t is TurnEventType.UPDATE and not self._turn_active:
             self._ack(ev.audio_window_end)
+        self._last_end = max(self._last_end, ev.audio_window_end)
+        self._last_start = ev.audio_window_start
         self._emit(ev)
 
     def _ack(self, until_s: float) -> None:
