@@ -220,6 +220,10 @@ def _sse(conn: Conn, head: list[dict], units: list[dict], tail: list[dict], spli
                 yield data[cut:]
             else:
                 yield data
+        if counter.action() == "drop":  # drop_after == len(units): everything but the end of the stream
+            conn.script.record("llm", "dropped", units_sent=counter.sent)
+            yield DROP
+            return
         for frame in tail:
             yield _frame(frame)
         yield b"data: [DONE]\n\n"
