@@ -33,8 +33,8 @@ class StreamResampler:
         if self.src_rate == self.dst_rate:
             return np.asarray(x, dtype=np.float32)
         self._buf = np.concatenate([self._buf, np.asarray(x, dtype=np.float64)])
-        last = len(self._buf) - _HALF_TAPS  # an output needs _HALF_TAPS samples to its right
-        n_out = max(0, int(np.floor((last - self._pos) / self._step)) + 1) if last > self._pos else 0
+        last = len(self._buf) - 1 - _HALF_TAPS  # an output needs _HALF_TAPS samples to its right
+        n_out = int(np.floor((last - self._pos) / self._step)) + 1 if last >= self._pos else 0
         out = self._compute(n_out)
         self._pos += n_out * self._step
         drop = max(0, int(np.floor(self._pos)) - _HALF_TAPS)

@@ -56,6 +56,7 @@ class LocalStt:
 
     def __init__(self, settings: Any = None) -> None:
         self._settings = settings
+        self._warm = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> LocalStt:
@@ -68,12 +69,14 @@ class LocalStt:
         await inference_pool.run("heavy", turn_model.shared, s)
         await inference_pool.run("heavy", whisper_final.shared, s)
         await inference_pool.run("partials", partials.prewarm, s, 1)
+        self._warm = True
 
     async def open(self, session_id: str, options: SttOptions) -> LocalSttStream:
         if options.encoding != "linear16":
             raise ProviderError(PROVIDER, ErrorKind.BAD_REQUEST, f"encoding {options.encoding} unsupported")
         try:
-            await self.warm_up()
+            if not self._warm:  # once loaded, opening a stream never waits behind busy heavy jobs
+                await self.warm_up()
             vad = await inference_pool.run("vad", VadStream, self._settings)
         except ImportError as e:
             raise ProviderError(PROVIDER, ErrorKind.CONFIG, f'{e}: pip install -e ".[local]"') from e
