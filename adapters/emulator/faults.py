@@ -96,15 +96,51 @@ class UnitCounter:
         self.fault.stall_after = None  # stall once
 
 
-def abort_transport(receive: Any) -> bool:
-    """Drop the TCP connection under an ASGI connection, with no close frame / no final chunk.
+def abort_transport(receive: Any, hard: bool = False) -> bool:
+    """Drop the TCP connection under an ASGI connection: no WebSocket close frame, no final HTTP chunk.
 
     ASGI has no "abort" message; uvicorn's ``receive`` is a bound method of the protocol (WebSocket)
-    or request cycle (HTTP), both of which hold the asyncio transport. Returns False if not found.
+    or request cycle (HTTP), both of which hold the asyncio transport. By default the bytes already
+    written are flushed first (TCP FIN), so what the emulator counts as sent was really delivered and
+    per-session scripts stay deterministic; ``hard=True`` resets at once, losing buffered bytes.
+    Returns False if no transport was found.
     """
     owner = getattr(receive, "__self__", None)
     transport = getattr(owner, "transport", None)
     if transport is None:
         return False
-    transport.abort()
+    if hard:
+        transport.abort()
+    else:
+        transport.close()
     return True
+
+
+def half_close(receive: Any) -> bool:
+    """Flush, then send FIN while still reading: a WebSocket "drop" without a close frame.
+
+    Closing a socket that has unread client data makes the kernel send RST, and an RST makes the
+    client's kernel discard frames it already received but the client has not read yet, so the client
+    would lose messages the emulator counted as sent. The caller must keep reading (and stop writing)
+    until the client goes away.
+    """
+    owner = getattr(receive, "__self__", None)
+    transport = getattr(owner, "transport", None)
+    if transport is None:
+        return False
+    if transport.can_write_eof():
+        transport.write_eof()
+    else:
+        transport.close()
+    return True
+
+
+async def drain(ws: Any, limit_s: float = 10.0) -> None:
+    """Read and discard until the client disconnects (after ``half_close``), then close for good."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(limit_s):
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass
+    abort_transport(ws._receive)

@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket
 
 from adapters.emulator.audio import SPEECH_DBFS, frame_dbfs
 from adapters.emulator.control import Conn, Store
-from adapters.emulator.faults import UnitCounter, abort_transport
+from adapters.emulator.faults import UnitCounter, drain, half_close
 
 FRAME_S = 0.02
 START_FRAMES = 3  # 60 ms of speech starts a turn (ignores clicks)
@@ -228,7 +228,7 @@ async def serve(ws: WebSocket, store: Store, cf: bool) -> None:
     conn.script.record("flux", "connect")
     dropper = None
     if conn.fault.drop_after_ms is not None:
-        dropper = asyncio.create_task(_drop_later(ws, conn.fault.drop_after_ms / 1000))
+        dropper = asyncio.create_task(_drop_later(out, conn.fault.drop_after_ms / 1000))
     received = 0
     try:
         await out.send({"type": "Connected"}, unit=False)
@@ -246,6 +246,7 @@ async def serve(ws: WebSocket, store: Store, cf: bool) -> None:
                 if await _control(msg["text"], engine, out):
                     return
     except _Dropped:
+        await drain(ws)
         return
     finally:
         conn.script.record("flux", "closed", audio_bytes=received, audio_s=engine.now)
@@ -264,8 +265,8 @@ async def _control(text: str, engine: FluxEngine, out: _Outbox) -> bool:
     if kind == "CloseStream":
         for m in engine.flush():
             await out.send(m, unit=False)
-        await asyncio.sleep(0.01)  # let the last frames reach the socket before the drop
-        abort_transport(out.ws._receive)  # Flux closes without a close frame
+        half_close(out.ws._receive)  # Flux closes without a close frame
+        await drain(out.ws)
         return True
     if kind == "ForceEndTurn":
         await out.send(engine.force_end())
@@ -304,12 +305,19 @@ class _Outbox:
         self.request_id = str(uuid.uuid4())
         self.seq = 0
         self.counter = UnitCounter(conn.fault)
+        self.dropped = False
+
+    def drop(self) -> None:
+        self.dropped = True
+        half_close(self.ws._receive)
 
     async def send(self, body: dict[str, Any], unit: bool = True) -> None:
+        if self.dropped:
+            raise _Dropped
         if unit:
             action = self.counter.action()
             if action == "drop":
-                abort_transport(self.ws._receive)
+                self.drop()
                 raise _Dropped
             if action == "error":
                 await self.fatal("INTERNAL_SERVER_ERROR", "injected fault")
@@ -338,6 +346,6 @@ class _Outbox:
             await self.ws.close(1011, code[:100])
 
 
-async def _drop_later(ws: WebSocket, delay: float) -> None:
+async def _drop_later(out: _Outbox, delay: float) -> None:
     await asyncio.sleep(delay)
-    abort_transport(ws._receive)
+    out.drop()

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket
 
 from adapters.emulator.audio import CONTENT_TYPES, encode, speech_pcm, to_alaw, to_mulaw
 from adapters.emulator.control import Conn, Store
-from adapters.emulator.faults import UnitCounter, abort_transport
+from adapters.emulator.faults import UnitCounter, half_close
 from adapters.emulator.stream import DROP, LiveStream
 
 VOICES = (
@@ -268,7 +268,7 @@ class _SpeakSession:
                         break  # Cleared: stop within one chunk
                     action = self.counter.action()
                     if action == "drop":
-                        abort_transport(self.ws._receive)
+                        half_close(self.ws._receive)  # the receiver keeps reading until the client leaves
                         return
                     if action == "stall":
                         await self.counter.stall()
