@@ -61,9 +61,10 @@ class StreamResampler:
 
 
 def _window(d: np.ndarray) -> np.ndarray:
-    # Kaiser window evaluated at fractional offsets (beta 8): smooth taper to zero at the edges.
+    # Blackman window evaluated at fractional offsets (~-58 dB sidelobes); cosines are cheap,
+    # unlike np.i0 for a Kaiser window, which made the first TTS chunk noticeably late.
     r = np.clip(d / (_HALF_TAPS + 1), -1.0, 1.0)
-    return np.i0(8.0 * np.sqrt(1.0 - r * r)) / np.i0(8.0)
+    return 0.42 + 0.5 * np.cos(np.pi * r) + 0.08 * np.cos(2 * np.pi * r)
 
 
 def resample(x: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:

@@ -1,0 +1,243 @@
+"""Benchmark of the embedded offline providers on this machine.
+
+Reports WER, partial (Update) latency, end-of-turn latency, final-transcript latency, TTS time to
+first audio and RTF, STT RTF, process RSS, and how many concurrent real-time local sessions the
+machine sustains. Prints a table and writes load/results/bench_local.json.
+
+    .venv/bin/python load/bench_local.py [--max-sessions 8] [--quick]
+
+Latencies are measured with audio paced at real time in 80 ms chunks, on the wall clock, from the
+moment the audio an event refers to was sent: partial latency = Update arrival - send time of its
+``audio_window_end``; end-of-turn latency = EndOfTurn arrival - send time of the end of the speech
+(includes the silence the turn detector needs); final-transcript latency = EndOfTurn arrival - send
+time of its ``audio_window_end`` (the inference after the decision, mostly Whisper).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from adapters.base import SttOptions, TtsOptions, TurnEventType  # noqa: E402
+from adapters.local import inference_pool  # noqa: E402
+from adapters.local.flux_rules import check_flux_order  # noqa: E402
+from adapters.local.stt import LocalStt  # noqa: E402
+from adapters.local.tts import EspeakTts, PiperTts  # noqa: E402
+from adapters.local.wer import wer, words  # noqa: E402
+
+DATA = ROOT / "tests" / "data"
+REFS: dict[str, str] = json.loads((DATA / "transcripts.json").read_text())
+CHUNK = 2560  # 80 ms at 16 kHz
+REPLY = "Sure, I can book a table for two at seven tomorrow evening. Would you like me to add a note about parking?"
+
+
+def read(name: str) -> bytes:
+    with wave.open(str(DATA / name)) as w:
+        return w.readframes(w.getnframes())
+
+
+def gap(s: float) -> bytes:
+    return bytes(2 * int(s * 16000))
+
+
+def script(names: list[str], pause: float = 3.0) -> tuple[bytes, list[tuple[str, float]]]:
+    """All files with pauses between; returns audio and (name, speech end in s) per file."""
+    pcm, ends = gap(0.5), []
+    for n in names:
+        pcm += read(n)
+        ends.append((n, len(pcm) / 32000))
+        pcm += gap(pause)
+    return pcm, ends
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(xs, q)) if xs else float("nan")
+
+
+async def paced_session(stt: LocalStt, pcm: bytes, ends, sid: str, realtime: bool = True) -> dict:
+    stream = await stt.open(sid, SttOptions())
+    got: list[tuple[float, object]] = []
+
+    async def reader() -> None:
+        async for ev in stream.events():
+            got.append((time.perf_counter(), ev))
+
+    task = asyncio.create_task(reader())
+    t0 = time.perf_counter()
+    for k, i in enumerate(range(0, len(pcm), CHUNK)):
+        if realtime:
+            delay = t0 + k * CHUNK / 32000 - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await stream.send_audio(pcm[i : i + CHUNK])
+    fed = time.perf_counter() - t0
+    await stream.close()
+    await task
+    wall = time.perf_counter() - t0
+    events = [e for _, e in got]
+
+    def sent_at(audio_s: float) -> float:
+        # Wall time at which the chunk holding audio second ``audio_s`` was sent (chunk k at k*80 ms).
+        return t0 + max(0, math.ceil(audio_s / (CHUNK / 32000) - 1e-6) - 1) * CHUNK / 32000
+
+    updates = [t - sent_at(e.audio_window_end) for t, e in got if e.event is TurnEventType.UPDATE]
+    texted = [t - sent_at(e.audio_window_end) for t, e in got if e.event is TurnEventType.UPDATE and e.transcript]
+    eots = [(t, e) for t, e in got if e.event is TurnEventType.END_OF_TURN]
+    res = {
+        "violations": check_flux_order(events, max_update_gap_s=0.3),
+        "update_lag": updates,
+        "partial_lag": texted,
+        "eot_latency": [],
+        "final_latency": [t - sent_at(e.audio_window_end) for t, e in eots],
+        "transcripts": [e.transcript for _, e in eots],
+        "fed_s": fed,
+        "wall_s": wall,
+    }
+    for (_, end_s), (t, _) in zip(ends, eots, strict=False):
+        res["eot_latency"].append(t - sent_at(end_s))
+    return res
+
+
+async def bench_stt(stt: LocalStt, names: list[str]) -> dict:
+    pcm, ends = script(names)
+    r = await paced_session(stt, pcm, ends, "bench")
+    errs, n_words = 0.0, 0
+    per_file = {}
+    for (name, _), hyp in zip(ends, r["transcripts"], strict=False):
+        w = wer(REFS[name], hyp)
+        per_file[name] = {"wer": round(w, 3), "hyp": hyp}
+        errs += w * len(words(REFS[name]))
+        n_words += len(words(REFS[name]))
+    missing = len(ends) - len(r["transcripts"])
+    # As-fast-as-possible run for the STT real-time factor.
+    fast = await paced_session(stt, pcm, ends, "bench-fast", realtime=False)
+    audio_s = len(pcm) / 32000
+    return {
+        "wer": round(errs / max(1, n_words), 3),
+        "turns_missing": missing,
+        "per_file": per_file,
+        "violations": r["violations"],
+        "partial_latency_p50_s": round(pct(r["partial_lag"], 50), 3),
+        "partial_latency_p95_s": round(pct(r["partial_lag"], 95), 3),
+        "eot_latency_p50_s": round(pct(r["eot_latency"], 50), 3),
+        "eot_latency_max_s": round(max(r["eot_latency"] or [float("nan")]), 3),
+        "final_latency_p50_s": round(pct(r["final_latency"], 50), 3),
+        "final_latency_max_s": round(max(r["final_latency"] or [float("nan")]), 3),
+        "stt_rtf": round(fast["wall_s"] / audio_s, 3),
+        "audio_s": round(audio_s, 2),
+    }
+
+
+async def bench_tts(provider, runs: int = 3) -> dict:
+    ttfa, rtf = [], []
+    async for _ in provider.synthesize("Warm up.", TtsOptions()):
+        pass
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        first, n = None, 0
+        async for c in provider.synthesize(REPLY, TtsOptions(sample_rate=24000)):
+            first = first if first is not None else time.perf_counter() - t0
+            n += len(c.audio)
+        total = time.perf_counter() - t0
+        ttfa.append(first or float("nan"))
+        rtf.append(total / (n / 2 / 24000))
+    return {"ttfa_s": round(statistics.median(ttfa), 3), "rtf": round(statistics.median(rtf), 3)}
+
+
+async def bench_concurrency(stt: LocalStt, max_sessions: int) -> list[dict]:
+    """N sessions talking at once in real time. Sustained = no Flux violation, no lost turn,
+    Update lag p95 <= 0.5 s and final-transcript latency max <= 3 s."""
+    names = ["librivox_0870.wav", "booking_espeak.wav"]
+    pcm, ends = script(names, pause=3.0)
+    rows = []
+    n = 1
+    while n <= max_sessions:
+        rs = await asyncio.gather(*(paced_session(stt, pcm, ends, f"c{i}") for i in range(n)))
+        upd = [x for r in rs for x in r["update_lag"]]
+        fin = [x for r in rs for x in r["final_latency"]]
+        ok = (
+            all(not r["violations"] for r in rs)
+            and all(len(r["transcripts"]) == len(names) for r in rs)
+            and pct(upd, 95) <= 0.5
+            and max(fin or [99]) <= 3.0
+        )
+        rows.append(
+            {
+                "sessions": n,
+                "update_lag_p95_s": round(pct(upd, 95), 3),
+                "final_latency_max_s": round(max(fin or [float("nan")]), 3),
+                "eot_latency_max_s": round(max(x for r in rs for x in r["eot_latency"] or [float("nan")]), 3),
+                "sustained": ok,
+            }
+        )
+        print(f"  {n} sessions: {rows[-1]}", flush=True)
+        if not ok:
+            break
+        n = n * 2 if n < 4 else n + 2
+    return rows
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--max-sessions", type=int, default=8)
+    ap.add_argument("--quick", action="store_true", help="skip the concurrency sweep")
+    args = ap.parse_args()
+    out: dict = {"cores": os.cpu_count(), "lanes": inference_pool.sizes()}
+    t0 = time.perf_counter()
+    stt = LocalStt(None)
+    await stt.warm_up()
+    out["stt_load_s"] = round(time.perf_counter() - t0, 2)
+    out["stt"] = await bench_stt(stt, [n for n in REFS])
+    out["rss_after_stt_mb"] = round(rss_mb())
+    out["tts_piper"] = await bench_tts(PiperTts(None))
+    out["tts_espeak"] = await bench_tts(EspeakTts(None))
+    out["rss_after_tts_mb"] = round(rss_mb())
+    if not args.quick:
+        out["concurrency"] = await bench_concurrency(stt, args.max_sessions)
+        ok = [r["sessions"] for r in out["concurrency"] if r["sustained"]]
+        out["sustained_sessions"] = max(ok) if ok else 0
+    out["max_rss_mb"] = round(rss_mb())
+    s = out["stt"]
+    rows = [
+        ("STT WER (6 utts, Whisper tiny.en final)", s["wer"]),
+        ("STT turns missing / Flux violations", f"{s['turns_missing']} / {len(s['violations'])}"),
+        ("partial latency p50 / p95", f"{s['partial_latency_p50_s']} / {s['partial_latency_p95_s']} s"),
+        ("end-of-turn latency p50 / max (from speech end)", f"{s['eot_latency_p50_s']} / {s['eot_latency_max_s']} s"),
+        ("final-transcript latency p50 / max", f"{s['final_latency_p50_s']} / {s['final_latency_max_s']} s"),
+        ("STT RTF (fed as fast as possible)", s["stt_rtf"]),
+        ("TTS Piper time to first audio / RTF", f"{out['tts_piper']['ttfa_s']} s / {out['tts_piper']['rtf']}"),
+        ("TTS espeak-ng time to first audio / RTF", f"{out['tts_espeak']['ttfa_s']} s / {out['tts_espeak']['rtf']}"),
+        ("model load (STT warm-up)", f"{out['stt_load_s']} s"),
+        ("max RSS (all models, 1 process)", f"{out['max_rss_mb']} MB"),
+        ("concurrent real-time sessions sustained", out.get("sustained_sessions", "skipped")),
+    ]
+    print(f"\nbench_local on {out['cores']} cores, lanes {out['lanes']}")
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k:<{w}}  {v}")
+    path = ROOT / "load" / "results" / "bench_local.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
