@@ -83,6 +83,7 @@ async def flux_session(i: int, base: str, chunks: list[bytes], ends: list[float]
             open_timeout=30,
             ping_interval=None,
             max_queue=256,
+            compression=None,
         ) as ws:
             start = time.monotonic()
             got_eots = 0

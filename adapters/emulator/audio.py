@@ -18,11 +18,36 @@ CHAR_S = 0.065  # ~15 characters per second, a normal speaking rate
 GAP_S = 0.07
 
 
+SPEECH_RMS = 32768.0 * 10 ** (SPEECH_DBFS / 20)  # the same threshold as linear RMS
+
+
 def frame_dbfs(pcm: np.ndarray) -> np.ndarray:
     """RMS level in dBFS of each row of an int16 frame matrix."""
     x = pcm.astype(np.float32)
     rms = np.sqrt(np.mean(x * x, axis=1) + 1e-9)
     return 20.0 * np.log10(rms / 32768.0 + 1e-12)
+
+
+def speech_frames(data: bytes, frame_bytes: int) -> list[bool]:
+    """Which ``frame_bytes`` frames of PCM16 ``data`` are louder than the speech threshold.
+
+    This runs for every 80 ms chunk of every emulated session, so it avoids numpy's per-call overhead
+    when the C ``audioop`` module is available (Python <= 3.12).
+    """
+    if _audioop is not None:
+        return [_audioop.rms(data[i : i + frame_bytes], 2) > SPEECH_RMS for i in range(0, len(data), frame_bytes)]
+    levels = frame_dbfs(np.frombuffer(data, dtype="<i2").reshape(-1, frame_bytes // 2))
+    return (levels > SPEECH_DBFS).tolist()
+
+
+try:  # deprecated since 3.11, removed in 3.13: numpy fallback above
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop as _audioop
+except ImportError:  # pragma: no cover
+    _audioop = None
 
 
 @functools.lru_cache(maxsize=256)

@@ -12,6 +12,7 @@ SERVER_KW = {
     "log_level": "warning",
     "access_log": False,
     "ws_ping_interval": None,
+    "ws_per_message_deflate": False,
     "backlog": 4096,
     "timeout_keep_alive": 30,
 }

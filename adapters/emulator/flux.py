@@ -16,11 +16,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from adapters.emulator.audio import SPEECH_DBFS, frame_dbfs
+from adapters.emulator.audio import speech_frames
 from adapters.emulator.control import Conn, Store
 from adapters.emulator.faults import UnitCounter, drain, half_close
 
@@ -74,9 +73,8 @@ class FluxEngine:
         self.pending = data[n * self.frame_bytes :]
         if n == 0:
             return []
-        levels = frame_dbfs(np.frombuffer(data[: n * self.frame_bytes], dtype="<i2").reshape(n, -1))
         out: list[dict[str, Any]] = []
-        for speech in (levels > SPEECH_DBFS).tolist():
+        for speech in speech_frames(data[: n * self.frame_bytes], self.frame_bytes):
             self.frames += 1
             out.extend(self._frame(speech))
         return out

@@ -139,6 +139,7 @@ class FluxStream:
                 ping_interval=10,
                 ping_timeout=20,
                 max_size=2**22,
+                compression=None,  # PCM does not compress; deflate only costs CPU on both ends
             )
         except websockets.InvalidStatus as e:
             raise http_error(self.cfg.name, e.response.status_code, e.response.body or b"", ep.secret) from None

@@ -65,6 +65,7 @@ class DeepgramWsTts:
                     additional_headers={"Authorization": self.auth_header, **self.extra_headers},
                     open_timeout=self.connect_timeout_s,
                     max_size=2**22,
+                    compression=None,
                 )
             except websockets.InvalidStatus as e:
                 raise http_error(self.name, e.response.status_code, e.response.body or b"", self.secret) from None
