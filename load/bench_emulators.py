@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -66,6 +67,16 @@ class Stats:
         self.sessions_ok = 0
         self.chunks_sent = 0
         self.late_sends = 0  # chunks sent > 40 ms after their due time (load generator falling behind)
+
+    def merge(self, other: Stats) -> None:
+        self.eot_ms += other.eot_ms
+        self.ttft_ms += other.ttft_ms
+        self.ttfb_ms += other.ttfb_ms
+        for k, v in other.errors.items():
+            self.errors[k] = self.errors.get(k, 0) + v
+        self.sessions_ok += other.sessions_ok
+        self.chunks_sent += other.chunks_sent
+        self.late_sends += other.late_sends
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -175,7 +186,7 @@ async def session(i: int, base: str, client: httpx.AsyncClient, chunks, ends, st
         asyncio.create_task(_later(rng.uniform(1, seconds - 2), llm_call(client, base, stats))),
         asyncio.create_task(_later(rng.uniform(1, seconds - 2), tts_call(client, base, stats))),
     ]
-    await flux_session(i, base, chunks, ends, stats)
+    await flux_session(0, base, chunks, ends, stats)
     await asyncio.gather(*extras)
 
 
@@ -188,6 +199,36 @@ def start_emulator(port: int) -> subprocess.Popen:
     """``vani emulate`` in its own process, so its CPU and memory are measured apart from the load."""
     cmd = [sys.executable, "-m", "cluster.cli", "emulate", "--port", str(port)]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def worker(base: str, sessions: int, k: int, seconds: float, ramp: float) -> tuple[Stats, float]:
+    """One load-generator process: ``sessions`` sessions on its own event loop. Returns stats and CPU %."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    me = psutil.Process()
+    me.cpu_percent(None)
+    stats = Stats()
+
+    async def run() -> None:
+        chunks, ends = make_audio(seconds)
+        # A few small pools: httpx's pool slows down with ~1000 connections, and a client per session
+        # costs an SSL context each.
+        clients = [httpx.AsyncClient(timeout=httpx.Timeout(30.0)) for _ in range(max(1, sessions // 50))]
+        tasks = []
+        for i in range(sessions):
+            client = clients[i % len(clients)]
+            tasks.append(asyncio.create_task(session(k * 100000 + i, base, client, chunks, ends, stats, seconds)))
+            await asyncio.sleep(ramp / max(sessions, 1))  # ramp up, as real sessions arrive
+        await asyncio.wait_for(asyncio.gather(*tasks), seconds + ramp + 90)
+        for c in clients:
+            await c.aclose()
+
+    asyncio.run(run())
+    return stats, me.cpu_percent(None)
 
 
 def free_port() -> int:
@@ -210,8 +251,6 @@ async def main_async(args: argparse.Namespace) -> dict:
                     await asyncio.sleep(0.1)
         emu = psutil.Process(proc.pid)
         emu.cpu_percent(None)
-        chunks, ends = make_audio(args.seconds)
-        stats = Stats()
         samples: list[tuple[float, float]] = []  # (rss MB, cpu %)
         stop = asyncio.Event()
 
@@ -221,18 +260,19 @@ async def main_async(args: argparse.Namespace) -> dict:
                 samples.append((emu.memory_info().rss / 2**20, emu.cpu_percent(None)))
 
         sampler = asyncio.create_task(sample())
-        me = psutil.Process()
-        me.cpu_percent(None)
         t0 = time.monotonic()
-        limits = httpx.Limits(max_connections=args.sessions, max_keepalive_connections=args.sessions)
-        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0)) as client:
-            tasks = []
-            for i in range(args.sessions):
-                tasks.append(asyncio.create_task(session(i, base, client, chunks, ends, stats, args.seconds)))
-                await asyncio.sleep(args.ramp / args.sessions)  # ramp up, as real sessions arrive
-            await asyncio.wait_for(asyncio.gather(*tasks), args.seconds + args.ramp + 60)
+        loop = asyncio.get_running_loop()
+        share = [args.sessions // args.procs + (1 if k < args.sessions % args.procs else 0) for k in range(args.procs)]
+        with ProcessPoolExecutor(args.procs) as pool:
+            parts = await asyncio.gather(
+                *[loop.run_in_executor(pool, worker, base, n, k, args.seconds, args.ramp) for k, n in enumerate(share)]
+            )
+        stats = Stats()
+        gen_cpu = 0.0
+        for part, cpu in parts:
+            stats.merge(part)
+            gen_cpu += cpu
         wall = time.monotonic() - t0
-        gen_cpu = me.cpu_percent(None)
         stop.set()
         await sampler
     finally:
@@ -274,6 +314,7 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--ramp", type=float, default=5.0, help="seconds over which sessions start")
+    ap.add_argument("--procs", type=int, default=2, help="load-generator processes")
     ap.add_argument("--out", default=str(ROOT / "load/results/bench_emulators.json"))
     args = ap.parse_args()
     try:
