@@ -26,6 +26,7 @@ import sys
 import time
 import wave
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -199,10 +200,12 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--max-sessions", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="skip the concurrency sweep")
+    ap.add_argument("--no-partials", action="store_true", help="local_partial_decoders=0 (no pocketsphinx)")
     args = ap.parse_args()
-    out: dict = {"cores": os.cpu_count(), "lanes": inference_pool.sizes()}
+    settings = SimpleNamespace(local_partial_decoders=0) if args.no_partials else None
+    out: dict = {"cores": os.cpu_count(), "lanes": inference_pool.sizes(), "partials": not args.no_partials}
     t0 = time.perf_counter()
-    stt = LocalStt(None)
+    stt = LocalStt(settings)
     await stt.warm_up()
     out["stt_load_s"] = round(time.perf_counter() - t0, 2)
     out["stt"] = await bench_stt(stt, [n for n in REFS])
@@ -233,7 +236,7 @@ async def main() -> None:
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k:<{w}}  {v}")
-    path = ROOT / "load" / "results" / "bench_local.json"
+    path = ROOT / "load" / "results" / ("bench_local_no_partials.json" if args.no_partials else "bench_local.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(f"\nwrote {path}")

@@ -18,7 +18,10 @@ _created = 0
 
 
 def _max_decoders(settings: Any) -> int:
-    return int(getattr(settings, "local_partial_decoders", 4) or 4)
+    # 0 disables live partials (Updates then carry no text): pocketsphinx costs ~0.5 core per
+    # speaking session, the biggest share of the local STT's CPU.
+    value = getattr(settings, "local_partial_decoders", None)
+    return 4 if value is None else int(value)
 
 
 def _new_decoder(settings: Any) -> Any:
