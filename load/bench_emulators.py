@@ -195,10 +195,12 @@ async def _later(delay: float, coro) -> None:
     await coro
 
 
-def start_emulator(port: int) -> subprocess.Popen:
+def start_emulator(port: int, workers: int = 1) -> subprocess.Popen:
     """``vani emulate`` in its own process, so its CPU and memory are measured apart from the load."""
     cmd = [sys.executable, "-m", "cluster.cli", "emulate", "--port", str(port)]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(os.environ.get("BENCH_EMULATOR_LOG", os.devnull), "w")
+    env = {**os.environ, "VANI_EMULATOR_WORKERS": str(workers)}
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log, env=env)
 
 
 def worker(base: str, sessions: int, k: int, seconds: float, ramp: float) -> tuple[Stats, float]:
@@ -240,7 +242,7 @@ def free_port() -> int:
 async def main_async(args: argparse.Namespace) -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start_emulator(port)
+    proc = start_emulator(port, args.emulator_workers)
     try:
         async with httpx.AsyncClient() as c:
             for _ in range(100):
@@ -253,11 +255,20 @@ async def main_async(args: argparse.Namespace) -> dict:
         emu.cpu_percent(None)
         samples: list[tuple[float, float]] = []  # (rss MB, cpu %)
         stop = asyncio.Event()
+        cached: dict[int, psutil.Process] = {}
 
         async def sample() -> None:
             while not stop.is_set():
                 await asyncio.sleep(1.0)
-                samples.append((emu.memory_info().rss / 2**20, emu.cpu_percent(None)))
+                procs = [emu, *emu.children(recursive=True)]  # uvicorn workers, if any
+                rss, cpu = 0.0, 0.0
+                for pr in procs:
+                    try:
+                        rss += pr.memory_info().rss / 2**20
+                        cpu += cached.setdefault(pr.pid, pr).cpu_percent(None)
+                    except psutil.Error:
+                        pass
+                samples.append((rss, cpu))
 
         sampler = asyncio.create_task(sample())
         t0 = time.monotonic()
@@ -298,6 +309,8 @@ async def main_async(args: argparse.Namespace) -> dict:
         "emulator_cpu_pct_max": round(max(s[1] for s in busy), 1) if busy else None,
         "loadgen_cpu_pct_mean": round(gen_cpu, 1),
         "cores": os.cpu_count(),
+        "emulator_workers": args.emulator_workers,
+        "loadgen_procs": args.procs,
     }
 
 
@@ -314,6 +327,7 @@ def main() -> int:
     ap.add_argument("--sessions", type=int, default=1000)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--ramp", type=float, default=5.0, help="seconds over which sessions start")
+    ap.add_argument("--emulator-workers", type=int, default=1, help="emulator worker processes")
     ap.add_argument("--procs", type=int, default=2, help="load-generator processes")
     ap.add_argument("--out", default=str(ROOT / "load/results/bench_emulators.json"))
     args = ap.parse_args()

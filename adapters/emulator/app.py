@@ -46,6 +46,13 @@ from adapters.emulator.latency import Latency
 CF = "/client/v4/accounts/{acct}/ai"
 
 
+def app_from_env() -> Starlette:
+    """App factory for ``uvicorn --factory`` / multi-worker runs: latency from ``VANI_EMULATOR_LATENCY``."""
+    import os
+
+    return build_app(Latency().override(os.environ.get("VANI_EMULATOR_LATENCY")))
+
+
 def build_app(latency: Latency | None = None) -> Starlette:
     """A fresh emulator app with its own script store (``app.state.store``)."""
     store = Store(latency)

@@ -45,5 +45,14 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     print("point vani at them with:")
     for k, v in env_for(base).items():
         print(f"  export {k}={v}")
-    uvicorn.run(build_app(latency), host=host, port=port, **SERVER_KW)
+    # Several worker processes share the port (for load runs); scripts are per process then, so tests
+    # that register scripts use one worker (the default).
+    workers = int(os.environ.get("VANI_EMULATOR_WORKERS", "1"))
+    if workers > 1:
+        print(f"{workers} worker processes: /__emulator/scripts are per worker, use headers for faults")
+        uvicorn.run(
+            "adapters.emulator.app:app_from_env", factory=True, workers=workers, host=host, port=port, **SERVER_KW
+        )
+    else:
+        uvicorn.run(build_app(latency), host=host, port=port, **SERVER_KW)
     return 0
