@@ -1,0 +1,152 @@
+"""Session host: a named, detached Ray actor that holds sessions and serves their links.
+
+Ray does placement, lifecycle and discovery; audio never travels as Ray calls. The host runs a
+``websockets`` server on its node; the gateway opens one link per client connection to it. In
+``sharded`` mode a few hosts per node each hold many sessions; in ``actor`` mode a host holds exactly
+one session (the literal Durable Object) and is killed when that session ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+
+import ray
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from actors import protocol
+from actors.metrics import session_metrics
+from actors.protocol import Close
+from actors.ring_buffer import FrameMeta
+from actors.session import Hooks, Session
+from cluster.config import SessionLimits
+
+log = logging.getLogger("vani.host")
+
+LINK_MAX_BYTES = 1 << 20  # the gateway enforces the client frame limit before this
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class SessionHost:
+    def __init__(self, name: str, registry_name: str, namespace: str, single_session: str | None = None):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        self.name = name
+        self.registry_name = registry_name
+        self.namespace = namespace
+        self.single_session = single_session
+        self.sessions: dict[str, Session] = {}
+        self._server: Server | None = None
+        self._address: str | None = None
+        self._rss_task: asyncio.Task | None = None
+        self._metrics = session_metrics()
+        self._tags = {"host": name}
+
+    async def ready(self) -> dict:
+        """Start the link server (once) and report where it listens."""
+        if self._server is None:
+            ip = ray.util.get_node_ip_address()
+            self._server = await serve(
+                self._handle_link, ip, 0, max_size=LINK_MAX_BYTES, compression=None, ping_interval=20
+            )
+            port = self._server.sockets[0].getsockname()[1]
+            self._address = f"ws://{ip}:{port}"
+            self._rss_task = asyncio.get_running_loop().create_task(self._report_rss())
+            log.info("host %s listening on %s (pid %d)", self.name, self._address, os.getpid())
+        return {
+            "name": self.name,
+            "address": self._address,
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+        }
+
+    async def session_ids(self) -> list[str]:
+        return list(self.sessions)
+
+    async def stats(self) -> dict:
+        return {
+            "name": self.name,
+            "address": self._address,
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "sessions": [s.snapshot() for s in self.sessions.values()],
+        }
+
+    async def shutdown(self) -> None:
+        for s in list(self.sessions.values()):
+            await s.aclose()
+        if self._rss_task is not None:
+            self._rss_task.cancel()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    # ------------------------------------------------------------------ links
+    async def _handle_link(self, ws: ServerConnection) -> None:
+        try:
+            opening = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+        except (TimeoutError, ConnectionClosed, ValueError):
+            await ws.close(Close.INTERNAL, "bad link handshake")
+            return
+        sid = opening.get("session_id", "")
+        if self.single_session is not None and sid != self.single_session:
+            await self._refuse(ws, Close.INTERNAL, "wrong session actor")
+            return
+        session = self.sessions.get(sid)
+        token = opening.get("resume_token")
+        if session is not None and token != session.resume_token:
+            if session.has_link:
+                await self._refuse(ws, Close.CONFLICT, "session already has a live connection")
+            else:
+                await self._refuse(ws, Close.BAD_RESUME, "resume token missing or invalid")
+            return
+        if session is None:
+            limits = SessionLimits.from_dict(opening["limits"])
+            session = Session(sid, limits, self._hooks())
+            self.sessions[sid] = session
+            self._metrics.active_sessions.set(len(self.sessions), tags=self._tags)
+        started = session.attach(ws)
+        await ws.send(protocol.dumps({"type": "link.opened", "next_seq": session.expected_seq, "started": started}))
+        try:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    seq, pcm = protocol.decode_frame(message)
+                    await session.on_frame(seq, pcm)
+                    self._metrics.frames_in.inc(tags=self._tags)
+                else:
+                    session.on_control(message)
+        except ConnectionClosed:
+            pass
+        finally:
+            session.detach(ws)
+
+    async def _refuse(self, ws: ServerConnection, code: int, reason: str) -> None:
+        await ws.send(protocol.dumps({"type": "link.refused", "code": code, "reason": reason}))
+        await ws.close(Close.NORMAL, reason)
+
+    # ------------------------------------------------------------------ session hooks
+    def _hooks(self) -> Hooks:
+        return Hooks(on_closed=self._session_closed, on_echo=self._session_echoed, on_drop=self._session_dropped)
+
+    def _session_closed(self, session: Session, code: int) -> None:
+        if self.sessions.get(session.session_id) is session:
+            del self.sessions[session.session_id]
+        self._metrics.active_sessions.set(len(self.sessions), tags=self._tags)
+        with contextlib.suppress(Exception):
+            registry = ray.get_actor(self.registry_name, namespace=self.namespace)
+            registry.release.remote(session.session_id, self.name)
+
+    def _session_echoed(self, session: Session, meta: FrameMeta, lateness: float) -> None:
+        self._metrics.frames_out.inc(tags=self._tags)
+        self._metrics.added_latency_ms.observe(lateness * 1000.0, tags=self._tags)
+
+    def _session_dropped(self, session: Session, reason: str) -> None:
+        self._metrics.frames_dropped.inc(tags={**self._tags, "reason": reason})
+
+    async def _report_rss(self) -> None:
+        while True:
+            self._metrics.record_rss(self.name)
+            await asyncio.sleep(5)

@@ -1,0 +1,299 @@
+"""One voice session: the Durable Object's state, whichever actor hosts it.
+
+A ``Session`` owns its state machine, inbound ring, outbound queue, flood guard, counters and tasks
+(echo engine, link sender, TTL timer). It outlives client connections: a link (the gateway's
+websocket for one client connection) attaches and detaches; within the TTL the same id and resume
+token get the same object back, counters and all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from actors import protocol
+from actors.echo import run_echo
+from actors.flood import FloodGuard
+from actors.outbound import CloseRequest, OutboundQueue
+from actors.protocol import Close, Limits
+from actors.ring_buffer import FrameMeta, RingBuffer
+from actors.state_machine import InvalidEvent, SessionMachine
+from cluster.config import SessionLimits
+
+log = logging.getLogger("vani.session")
+
+MAX_HELD_FRAMES = 256  # out-of-order frames held while waiting for a gap to fill
+
+
+class LinkSocket(Protocol):
+    async def send(self, message: str | bytes) -> None: ...
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+@dataclass
+class Counters:
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    muted_dropped: int = 0
+    duplicates: int = 0
+    reordered: int = 0
+    ring_waits: int = 0
+    outbound_waits: int = 0
+    connections: int = 0
+
+
+@dataclass
+class Hooks:
+    """What the host wants to hear about (metrics, registry release)."""
+
+    on_closed: Callable[[Session, int], None]
+    on_echo: Callable[[Session, FrameMeta, float], None] = lambda s, m, late: None
+    on_drop: Callable[[Session, str], None] = lambda s, reason: None
+
+
+class Session:
+    def __init__(self, session_id: str, limits: SessionLimits, hooks: Hooks) -> None:
+        self.session_id = session_id
+        self.limits = limits
+        self.hooks = hooks
+        self.resume_token = secrets.token_urlsafe(18)
+        self.counters = Counters()
+        self.ring = RingBuffer(max(limits.inbound_ring_bytes, limits.max_frame_bytes))
+        self.outbound = OutboundQueue(limits.outbound_cap_bytes)
+        self.flood = FloodGuard(limits.flood_burst_s, limits.flood_rate)
+        self.expected_seq = 0
+        self._held: dict[int, bytes] = {}
+        self._frames_ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._link: LinkSocket | None = None
+        self._sender: asyncio.Task | None = None
+        self._ttl: asyncio.Task | None = None
+        self.close_code: int | None = None
+        self.state = "connected"  # set by the machine; declared for readers and type checkers
+        self.machine = SessionMachine(self, session_id)
+        self._echo = asyncio.get_running_loop().create_task(
+            run_echo(
+                self.ring,
+                self._frames_ready,
+                self._space.set,
+                self.outbound,
+                limits.echo_delay_ms / 1000.0,
+                self._echoed,
+            ),
+            name=f"echo:{session_id}",
+        )
+        self._echo.add_done_callback(self._task_died)
+
+    # ---------------------------------------------------------------- link lifecycle
+    @property
+    def has_link(self) -> bool:
+        return self._link is not None
+
+    def attach(self, link: LinkSocket) -> dict[str, Any]:
+        """Bind a client connection; returns the ``session.started`` payload."""
+        resumed = self.machine.state == "suspended"
+        if self._link is not None:  # takeover by a connection that presented the resume token
+            self._unbind(Close.REPLACED, "session taken over by a newer connection")
+        self._cancel_ttl()
+        self._link = link
+        self.counters.connections += 1
+        self._sender = asyncio.get_running_loop().create_task(self._send_loop(link), name=f"sender:{self.session_id}")
+        started = protocol.session_started(self.session_id, self.resume_token, resumed, "", self.public_limits())
+        if self.machine.state == "connected":
+            self.machine.fire("START")
+        elif resumed:
+            self.machine.fire("RESUME")
+        started["state"] = self.machine.state
+        started["counters"] = asdict(self.counters)
+        return started
+
+    def detach(self, link: LinkSocket) -> None:
+        """The client connection ``link`` is gone; keep the session for the TTL."""
+        if link is not self._link:
+            return  # an old connection that was already replaced
+        self._unbind(None, "")
+        if self.machine.can("DISCONNECT"):
+            self.machine.fire("DISCONNECT")
+
+    def _unbind(self, code: int | None, reason: str) -> None:
+        link, self._link = self._link, None
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
+        if link is not None and code is not None:
+            asyncio.get_running_loop().create_task(link.close(code, reason))
+
+    async def _send_loop(self, link: LinkSocket) -> None:
+        while True:
+            msg = await self.outbound.get()
+            if isinstance(msg, CloseRequest):
+                await link.close(msg.code, msg.reason)
+                return
+            await link.send(msg)
+            if isinstance(msg, bytes):
+                self.counters.frames_out += 1
+                self.counters.bytes_out += len(msg)
+
+    # ---------------------------------------------------------------- inbound
+    async def on_frame(self, seq: int, pcm: bytes) -> None:
+        """Audio from the link, numbered by the gateway; enforces order, applies backpressure."""
+        if seq < self.expected_seq:
+            self.counters.duplicates += 1
+            self.hooks.on_drop(self, "duplicate")
+            return
+        if seq > self.expected_seq:
+            self.counters.reordered += 1
+            if len(self._held) >= MAX_HELD_FRAMES:
+                self.fail(Close.INTERNAL, f"frame gap: expected {self.expected_seq}, got {seq}")
+                return
+            self._held[seq] = pcm
+            return
+        await self._accept(pcm)
+        self.expected_seq += 1
+        while self.expected_seq in self._held:
+            await self._accept(self._held.pop(self.expected_seq))
+            self.expected_seq += 1
+
+    async def _accept(self, pcm: bytes) -> None:
+        now = time.monotonic()
+        if not self.flood.admit(len(pcm), now):
+            self.fail(
+                Close.POLICY,
+                f"flood: audio arriving faster than {self.limits.flood_rate:g}x real time "
+                f"for more than {self.limits.flood_burst_s:g} s",
+            )
+            return
+        while not self.ring.fits(len(pcm)):
+            self.counters.ring_waits += 1
+            self._space.clear()
+            await self._space.wait()
+        self.counters.frames_in += 1
+        self.counters.bytes_in += len(pcm)
+        try:
+            self.machine.fire("AUDIO_FRAME", pcm, time.monotonic())
+        except InvalidEvent as exc:
+            self.hooks.on_drop(self, "state")
+            self.outbound.put_control(protocol.error("invalid_event", str(exc)))
+
+    def on_control(self, raw: str) -> None:
+        """A validated client JSON message (the gateway already checked it parses and its type)."""
+        msg = json.loads(raw)
+        kind = msg.get("type")
+        try:
+            if kind == "ping":
+                self.outbound.put_control(protocol.pong(msg))
+            elif kind == "mute":
+                self.machine.fire("MUTE")
+            elif kind == "unmute":
+                self.machine.fire("UNMUTE")
+            elif kind == "close":
+                self.close(Close.NORMAL, "closed by client")
+            else:
+                self.outbound.put_control(protocol.error("unknown_type", f"unknown message type {kind!r}"))
+        except InvalidEvent as exc:
+            self.outbound.put_control(protocol.error("invalid_event", str(exc), event=exc.event, state=exc.state))
+
+    # ---------------------------------------------------------------- state machine callbacks
+    def on_audio_frame(self, pcm: bytes, arrived: float) -> None:
+        self.ring.push(self.expected_seq, pcm, arrived)  # space was awaited in _accept
+        self._frames_ready.set()
+
+    def on_muted_frame(self, pcm: bytes, arrived: float) -> None:
+        self.counters.muted_dropped += 1
+        self.hooks.on_drop(self, "muted")
+
+    def on_state_change(self, source: str, dest: str, event: str) -> None:
+        self.outbound.put_control(protocol.state_changed(source, dest, event))
+        if dest == "suspended":
+            self._ttl = asyncio.get_running_loop().create_task(self._ttl_timer(), name=f"ttl:{self.session_id}")
+        elif dest == "closed":
+            self._teardown()
+
+    # ---------------------------------------------------------------- ending
+    def close(self, code: int, reason: str) -> None:
+        """Close the session for good (client `close`, shutdown)."""
+        if self.machine.can("CLOSE"):
+            self.close_code = code
+            self.outbound.put_control(CloseRequest(code, reason))
+            self.machine.fire("CLOSE")
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fatal error: tell the client why, close with ``code``, destroy the session."""
+        if self.machine.can("ERROR"):
+            log.warning("session=%s failing: %s", self.session_id, reason)
+            self.close_code = code
+            self.outbound.put_control(protocol.error("session_failed", reason, close_code=code))
+            self.outbound.put_control(CloseRequest(code, reason))
+            self.machine.fire("ERROR")
+
+    async def _ttl_timer(self) -> None:
+        await asyncio.sleep(self.limits.session_ttl_s)
+        if self.machine.can("TIMEOUT"):
+            self.close_code = Close.NORMAL
+            self.machine.fire("TIMEOUT")
+
+    def _cancel_ttl(self) -> None:
+        if self._ttl is not None:
+            self._ttl.cancel()
+            self._ttl = None
+
+    def _teardown(self) -> None:
+        self._cancel_ttl()
+        self._echo.cancel()
+        if self._link is not None and self._sender is not None:
+            # Let the sender deliver the queued error/close request, then it returns by itself.
+            sender = self._sender
+            asyncio.get_running_loop().call_later(2.0, sender.cancel)
+        self.hooks.on_closed(self, self.close_code or Close.NORMAL)
+
+    def _task_died(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("session=%s task %s crashed: %r", self.session_id, task.get_name(), exc)
+            self.fail(Close.INTERNAL, f"internal error in {task.get_name().split(':')[0]}")
+
+    def _echoed(self, meta: FrameMeta, lateness: float) -> None:
+        self.hooks.on_echo(self, meta, lateness)
+
+    # ---------------------------------------------------------------- views
+    def public_limits(self) -> Limits:
+        lim = self.limits
+        return Limits(
+            max_frame_bytes=lim.max_frame_bytes,
+            outbound_queue_bytes=lim.outbound_cap_bytes,
+            inbound_buffer_bytes=self.ring.capacity,
+            session_ttl_s=lim.session_ttl_s,
+            echo_delay_ms=lim.echo_delay_ms,
+            flood_burst_s=lim.flood_burst_s,
+            flood_rate=lim.flood_rate,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "state": self.machine.state,
+            "connected": self._link is not None,
+            "counters": asdict(self.counters),
+            "ring_used": self.ring.used,
+            "outbound_bytes": self.outbound.audio_bytes,
+        }
+
+    async def aclose(self) -> None:
+        """Cancel every task this session owns (host shutdown)."""
+        self.close(Close.GOING_AWAY, "server shutting down")
+        for task in (self._echo, self._sender, self._ttl):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task

@@ -1,0 +1,186 @@
+"""Start or join Ray, deploy the Serve app and its control actors, and tear them down again."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from cluster.config import Settings
+
+log = logging.getLogger("vani")
+
+
+def connect_ray(settings: Settings) -> dict[str, Any]:
+    """``ray.init`` against ``settings.address``, or start a local single-node Ray bound to 127.0.0.1."""
+    import ray
+
+    if ray.is_initialized():
+        return {"dashboard_url": None}
+    if settings.address:
+        ctx = ray.init(address=settings.address, namespace=settings.namespace, log_to_driver=False)
+    else:
+        kwargs: dict[str, Any] = {
+            "namespace": settings.namespace,
+            "include_dashboard": settings.dashboard,
+            "dashboard_port": settings.dashboard_port,
+            "_node_ip_address": "127.0.0.1",
+            "log_to_driver": False,
+        }
+        if settings.metrics_export_port:
+            kwargs["_metrics_export_port"] = settings.metrics_export_port
+        ctx = ray.init(**kwargs)
+    url = ctx.dashboard_url
+    return {"dashboard_url": f"http://{url}" if url and not url.startswith("http") else url}
+
+
+def deploy(settings: Settings, timeout_s: float = 120.0) -> str:
+    """Create the registry (and through it the session hosts) and run the gateway app; return its URL."""
+    import ray
+    from ray import serve
+
+    from gateway.app import Gateway
+    from gateway.placement import registry_name
+    from gateway.registry import Registry
+
+    registry = Registry.options(
+        name=registry_name(settings.app_name),
+        namespace=settings.namespace,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=0,
+        max_concurrency=10000,
+    ).remote(settings.to_dict())
+    ray.get(registry.start.remote(), timeout=timeout_s)
+    serve.start(
+        http_options={"host": settings.http_host, "port": settings.http_port},
+        proxy_location="HeadOnly",
+    )
+    gateway = Gateway.options(
+        name=f"{settings.app_name}-gateway",
+        num_replicas=settings.gateway_replicas,
+        ray_actor_options={"num_cpus": 0},
+    )
+    serve.run(gateway.bind(settings.to_dict()), name=settings.app_name, route_prefix=settings.route_prefix)
+    url = base_url(settings)
+    wait_healthy(url, timeout_s)
+    return url
+
+
+def base_url(settings: Settings) -> str:
+    prefix = settings.route_prefix.rstrip("/")
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
+    return f"http://{host}:{settings.http_port}{prefix}"
+
+
+def wait_healthy(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.3)
+    raise TimeoutError(f"gateway at {url} not healthy after {timeout_s} s ({last!r})")
+
+
+def undeploy(settings: Settings) -> None:
+    """Delete the app and kill the registry and every host it created."""
+    import ray
+    from ray import serve
+
+    from gateway.placement import registry_name
+
+    try:
+        serve.delete(settings.app_name)
+    except Exception as exc:  # already gone
+        log.info("serve.delete: %r", exc)
+    try:
+        registry = ray.get_actor(registry_name(settings.app_name), namespace=settings.namespace)
+    except ValueError:
+        return
+    ray.get(registry.shutdown.remote(), timeout=30)
+    ray.kill(registry, no_restart=True)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.load(
+        address=getattr(args, "address", None),
+        http_host=getattr(args, "host", None),
+        http_port=getattr(args, "port", None),
+        placement_mode=getattr(args, "mode", None),
+        dashboard=False if getattr(args, "no_dashboard", False) else None,
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """``vani up``: run until Ctrl-C, then remove everything this command started."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = _settings(args)
+    import ray
+    from ray import serve
+
+    info = connect_ray(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        url = deploy(settings)
+        print(f"vani is up: {url}/", flush=True)
+        print(f"  websocket: {url.replace('http', 'ws', 1)}/v1/sessions/<session_id>", flush=True)
+        if info.get("dashboard_url"):
+            print(f"  Ray dashboard: {info['dashboard_url']}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping vani ...", flush=True)
+        try:
+            undeploy(settings)
+            if not settings.address:
+                serve.shutdown()
+        finally:
+            ray.shutdown()
+        print("stopped.", flush=True)
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """``vani deploy --address ADDR``: deploy onto a running cluster and return (Serve stays up)."""
+    settings = _settings(args)
+    connect_ray(settings)
+    url = deploy(settings)
+    print(f"vani deployed: {url}/")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``vani status``: what the registry knows, from the gateway's /v1/status."""
+    try:
+        resp = httpx.get(f"{args.url.rstrip('/')}/v1/status", timeout=10)
+        resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"vani status: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    st = resp.json()
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    print(
+        f"app {st['app']}  mode {st['placement_mode']}  sessions {st['sessions']}/{st['max_sessions']}"
+        f"  refused {st['refused']}  nodes {len(st['nodes'])}"
+    )
+    print(f"{'host':<48} {'node':<14} {'sessions':>8}  address")
+    for h in st["hosts"]:
+        print(f"{h['name']:<48} {h['node_id'][:12]:<14} {h['sessions']:>8}  {h['address']}")
+    return 0

@@ -1,0 +1,58 @@
+"""The Ray Serve ingress: a FastAPI app deployed as the ``Gateway`` deployment.
+
+Routes:
+  GET /healthz                  liveness (and which app / placement mode)
+  GET /v1/status                sessions, hosts, nodes (``vani status``)
+  WS  /v1/sessions/{session_id} the duplex voice session (see docs/protocol.md)
+
+Replicas are stateless: any replica reaches any session through the registry and the session's host.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must see real types through Serve's
+# class-based ingress (string annotations make it treat the WebSocket as a query parameter).
+
+import logging
+from typing import Any
+
+import ray
+from fastapi import FastAPI, WebSocket
+from ray import serve
+
+from actors.metrics import session_metrics
+from cluster.config import Settings
+from gateway import placement
+from gateway.session_route import session_socket
+
+app = FastAPI(title="vani", docs_url=None, redoc_url=None)
+
+
+@serve.deployment(max_ongoing_requests=100_000, health_check_period_s=5)
+@serve.ingress(app)
+class Gateway:
+    def __init__(self, settings: dict[str, Any]) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        self.settings = Settings.from_dict(settings)
+        self._registry = None
+        self._closes = session_metrics().closes
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            self._registry = ray.get_actor(
+                placement.registry_name(self.settings.app_name), namespace=self.settings.namespace
+            )
+        return self._registry
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        return {"ok": True, "app": self.settings.app_name, "placement_mode": self.settings.placement_mode}
+
+    @app.get("/v1/status")
+    async def status(self) -> dict[str, Any]:
+        status = await self.registry.status.remote()
+        status["host_stats"] = await self.registry.host_stats.remote()
+        return status
+
+    @app.websocket("/v1/sessions/{session_id}")
+    async def session(self, websocket: WebSocket, session_id: str) -> None:
+        await session_socket(websocket, session_id, self.settings, self.registry, self._closes)

@@ -1,0 +1,200 @@
+"""``WS /v1/sessions/{session_id}``: validate, place, link to the session's host, pump both ways.
+
+The gateway holds no session state: everything that must survive a reconnect lives in the session
+on its host. What the gateway does own is input validation (frame size, PCM alignment, JSON shape),
+authentication, and numbering inbound frames so the session can enforce their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from actors import protocol
+from actors.protocol import CLIENT_TYPES, Close
+from cluster.config import SESSION_ID_PATTERN, SessionLimits, Settings
+
+log = logging.getLogger("vani.gateway")
+
+SESSION_ID_RE = re.compile(SESSION_ID_PATTERN)
+LINK_MAX_BYTES = 1 << 20
+
+
+@dataclass
+class Refusal:
+    code: int
+    reason: str
+
+
+def authorized(settings: Settings, ws: WebSocket) -> bool:
+    if not settings.api_key:
+        return True
+    header = ws.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else ws.query_params.get("token", "")
+    return secrets.compare_digest(token.encode(), settings.api_key.encode())
+
+
+async def open_link(registry: Any, session_id: str, resume_token: str | None, limits: SessionLimits):
+    """Place the session and open its link. Returns ``(link, opened_msg)`` or a ``Refusal``."""
+    placed = await registry.place.remote(session_id)
+    for attempt in range(2):
+        if not placed["ok"]:
+            return Refusal(placed["code"], placed["reason"])
+        try:
+            link = await connect(
+                f"{placed['address']}/s/{session_id}",
+                max_size=LINK_MAX_BYTES,
+                compression=None,
+                open_timeout=5,
+                ping_interval=20,
+            )
+            break
+        except (OSError, TimeoutError, ConnectionClosed) as exc:
+            log.warning("link to %s failed (%r), refreshing placement", placed.get("host"), exc)
+            if attempt == 1:
+                return Refusal(Close.INTERNAL, "session host unreachable")
+            placed = await registry.refresh.remote(session_id)
+    opening = {"type": "link.open", "session_id": session_id, "resume_token": resume_token}
+    opening["limits"] = limits.to_dict()
+    await link.send(protocol.dumps(opening))
+    reply = json.loads(await link.recv())
+    if reply.get("type") != "link.opened":
+        await link.close()
+        return Refusal(int(reply.get("code", Close.INTERNAL)), reply.get("reason", "refused"))
+    return link, reply
+
+
+async def session_socket(ws: WebSocket, session_id: str, settings: Settings, registry: Any, closes: Any) -> None:
+    """Serve one client connection for its whole life."""
+    if not SESSION_ID_RE.match(session_id) or not authorized(settings, ws):
+        # Refused before upgrade: the client gets HTTP 403 and no websocket.
+        await ws.close(code=Close.POLICY)
+        closes.inc(tags={"code": "403"})
+        return
+    limits = SessionLimits.from_settings(settings)
+    resume = ws.query_params.get("resume_token") or ws.headers.get("x-resume-token")
+    try:
+        result = await open_link(registry, session_id, resume, limits)
+    except Exception:
+        log.exception("opening session %s failed", session_id)
+        result = Refusal(Close.INTERNAL, "session unavailable")
+    await ws.accept()
+    if isinstance(result, Refusal):
+        await ws.close(code=result.code, reason=result.reason)
+        closes.inc(tags={"code": str(result.code)})
+        return
+    link, opened = result
+    await ws.send_text(protocol.dumps(opened["started"]))
+    code, _reason = await _pump(ws, link, opened["next_seq"], settings)
+    closes.inc(tags={"code": str(code)})
+
+
+async def _pump(ws: WebSocket, link: ClientConnection, next_seq: int, settings: Settings) -> tuple[int, str]:
+    """Run both directions until one ends; return the close code/reason given to the client."""
+    outcome: dict[str, Any] = {}
+    upstream = asyncio.create_task(_client_to_link(ws, link, next_seq, settings, outcome))
+    downstream = asyncio.create_task(_link_to_client(ws, link, outcome))
+    try:
+        await asyncio.wait({upstream, downstream}, return_when=asyncio.FIRST_COMPLETED)
+        code, reason = outcome.get("close", (Close.NORMAL, ""))
+        # Close first, then reap: under Serve's proxy a pending ws.receive() can take long to
+        # notice cancellation, and the client must get its close code now, not then.
+        if not outcome.get("client_gone"):
+            with contextlib.suppress(Exception):
+                await ws.close(code=code, reason=reason)
+        with contextlib.suppress(Exception):
+            await link.close(Close.GOING_AWAY if outcome.get("client_gone") else Close.NORMAL, "client gone")
+    finally:
+        for t in (upstream, downstream):
+            t.cancel()
+        await asyncio.wait({upstream, downstream}, timeout=5)
+    return code, reason
+
+
+async def _client_to_link(
+    ws: WebSocket, link: ClientConnection, seq: int, settings: Settings, outcome: dict[str, Any]
+) -> None:
+    max_frame = settings.max_frame_bytes
+    while True:
+        msg = await ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            outcome["client_gone"] = True
+            outcome.setdefault("close", (int(msg.get("code") or Close.NORMAL), "client disconnected"))
+            return
+        data = msg.get("bytes")
+        if data is not None:
+            if len(data) > max_frame:
+                outcome["close"] = (Close.TOO_BIG, f"frame of {len(data)} bytes exceeds max {max_frame}")
+                return
+            if len(data) % 2:
+                await ws.send_text(
+                    protocol.error("odd_length", f"PCM16 frame of {len(data)} bytes is not a whole number of samples")
+                )
+                continue
+            if not data:
+                continue
+            try:
+                await link.send(protocol.encode_frame(seq, data))
+            except ConnectionClosed:
+                await _link_closed(ws, link, outcome)
+                return
+            seq += 1
+            continue
+        text = msg.get("text") or ""
+        problem = _check_text(text)
+        if problem:
+            await ws.send_text(protocol.error(*problem))
+            continue
+        try:
+            await link.send(text)
+        except ConnectionClosed:
+            await _link_closed(ws, link, outcome)
+            return
+
+
+def _check_text(text: str) -> tuple[str, str] | None:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return ("bad_json", "text frames must be JSON objects")
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        return ("bad_message", "JSON messages need a string 'type'")
+    if obj["type"] not in CLIENT_TYPES:
+        return ("unknown_type", f"unknown message type {obj['type']!r}; expected one of {sorted(CLIENT_TYPES)}")
+    return None
+
+
+async def _link_to_client(ws: WebSocket, link: ClientConnection, outcome: dict[str, Any]) -> None:
+    try:
+        async for message in link:
+            if isinstance(message, bytes):
+                await ws.send_bytes(message)
+            else:
+                await ws.send_text(message)
+    except ConnectionClosed:
+        pass
+    except (WebSocketDisconnect, RuntimeError):
+        outcome["client_gone"] = True
+        return
+    await _link_closed(ws, link, outcome)
+
+
+async def _link_closed(ws: WebSocket, link: ClientConnection, outcome: dict[str, Any]) -> None:
+    """The host closed the link: pass its close code on, or report a crash if it just vanished."""
+    rcvd = link.protocol.close_rcvd
+    if rcvd is not None and rcvd.code not in (1005, 1006):
+        outcome.setdefault("close", (rcvd.code, rcvd.reason))
+        return
+    with contextlib.suppress(Exception):
+        await ws.send_text(protocol.error("session_lost", "the session's host stopped unexpectedly"))
+    outcome.setdefault("close", (Close.INTERNAL, "session host lost"))
