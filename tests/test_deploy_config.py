@@ -1,0 +1,58 @@
+"""deploy/ray-cluster.yaml is a valid Ray cluster launcher config that installs and deploys vani.
+
+Validated against the schema Ray ships (``ray/autoscaler/ray-schema.json``), the one ``ray up`` uses.
+Nothing is started.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import ray
+import yaml
+
+CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "ray-cluster.yaml"
+SCHEMA = Path(ray.__file__).resolve().parent / "autoscaler" / "ray-schema.json"
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, Any]:
+    return yaml.safe_load(CONFIG.read_text())
+
+
+def test_config_matches_rays_cluster_schema(config):
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.validate(config, schema)
+
+
+def test_node_types_are_consistent(config):
+    types = config["available_node_types"]
+    assert config["head_node_type"] in types
+    workers = [name for name in types if name != config["head_node_type"]]
+    assert workers, "needs a worker node type"
+    for name in workers:
+        assert types[name]["min_workers"] <= types[name]["max_workers"] <= config["max_workers"]
+
+
+def test_setup_installs_vani_with_voice_extras(config):
+    installs = [c for c in config["setup_commands"] if "pip install" in c and "vani[" in c]
+    assert installs and "local" in installs[0] and "voice-gpl" in installs[0]
+
+
+def test_head_starts_ray_then_deploys_vani(config):
+    head = " ".join(config["head_start_ray_commands"])
+    assert "ray start --head" in head
+    assert head.index("ray start --head") < head.index("vani deploy --address")
+    workers = " ".join(config["worker_start_ray_commands"])
+    assert "ray start --address=$RAY_HEAD_IP:6379" in workers
+
+
+def test_a_broken_config_is_rejected():
+    # Guard against a schema that accepts anything: a config without a provider must fail.
+    schema = json.loads(SCHEMA.read_text())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"cluster_name": "vani"}, schema)
