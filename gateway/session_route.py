@@ -36,6 +36,16 @@ class Refusal:
     reason: str
 
 
+def gateway_id() -> str:
+    """Which gateway replica served this connection (diagnostics; replicas hold no session state)."""
+    try:
+        from ray import serve
+
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:
+        return "unknown"
+
+
 def authorized(settings: Settings, ws: WebSocket) -> bool:
     if not settings.api_key:
         return True
@@ -94,7 +104,9 @@ async def session_socket(ws: WebSocket, session_id: str, settings: Settings, reg
         closes.inc(tags={"code": str(result.code)})
         return
     link, opened = result
-    await ws.send_text(protocol.dumps(opened["started"]))
+    started = opened["started"]
+    started["gateway"] = gateway_id()
+    await ws.send_text(protocol.dumps(started))
     code, _reason = await _pump(ws, link, opened["next_seq"], settings)
     closes.inc(tags={"code": str(code)})
 

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 
 import pytest
 
+# Keep every Ray address on loopback (without this Ray rewrites 127.0.0.1 to the machine's interface
+# IP). Set at import time: Ray reads it when first imported, possibly by a test module.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -49,7 +53,7 @@ class VaniCluster:
 
 APPS = {
     "vani": dict(route_prefix="/"),
-    "fast": dict(route_prefix="/fast", echo_delay_ms=0, flood_burst_s=0),
+    "fast": dict(route_prefix="/fast", echo_delay_ms=0, flood_burst_s=0, gateway_replicas=2),
     "strict": dict(
         route_prefix="/strict",
         echo_delay_ms=0,

@@ -1,0 +1,231 @@
+"""Session lifecycle through the real cluster: resume, takeover, TTL, admission, placement, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+
+import httpx
+import pytest
+import ray
+from websockets.exceptions import ConnectionClosed
+
+from client.session_client import SessionRefused, VaniSession
+from tests.audio_frames import frame_seq, numbered_frame
+from tests.conftest import STRICT_KEY
+
+
+def sid() -> str:
+    return f"l-{uuid.uuid4().hex[:12]}"
+
+
+async def next_audio(s: VaniSession, timeout: float = 5.0) -> bytes:
+    async def wait() -> bytes:
+        while True:
+            item = await s.recv()
+            if isinstance(item, bytes):
+                return item
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
+async def echo_n(s: VaniSession, start: int, n: int) -> None:
+    for i in range(start, start + n):
+        await s.send_audio(numbered_frame(i))
+        assert frame_seq(await next_audio(s)) == i
+
+
+async def test_disconnect_then_resume_keeps_counters_and_order(vani_cluster):
+    url = vani_cluster.url("fast")
+    s = await VaniSession.connect(url, sid())
+    await echo_n(s, 0, 10)
+    token = s.resume_token
+    await s.close(graceful=False)  # network drop: the session waits for us
+    await asyncio.sleep(0.3)
+    r = await VaniSession.connect(url, s.session_id, resume_token=token)
+    assert r.started["resumed"] is True and r.started["resume_token"] == token
+    assert r.started["counters"]["frames_in"] == 10 and r.started["counters"]["connections"] == 2
+    await echo_n(r, 10, 10)  # numbering continues where it stopped
+    await r.close()
+
+
+async def test_any_gateway_replica_reaches_the_same_session(vani_cluster):
+    url = vani_cluster.url("fast")  # two gateway replicas
+    s = await VaniSession.connect(url, sid())
+    await echo_n(s, 0, 3)
+    replicas = {s.started["gateway"]}
+    token, frames = s.resume_token, 3
+    await s.close(graceful=False)
+    for _ in range(30):
+        r = await VaniSession.connect(url, s.session_id, resume_token=token)
+        assert r.started["resumed"] is True and r.started["counters"]["frames_in"] == frames
+        await echo_n(r, frames, 1)
+        frames += 1
+        replicas.add(r.started["gateway"])
+        await r.close(graceful=False)
+        await asyncio.sleep(0.05)
+        if len(replicas) > 1:
+            break
+    assert len(replicas) == 2, "expected connections through both gateway replicas"
+
+
+async def test_second_connection_needs_the_token_and_then_takes_over(vani_cluster):
+    url = vani_cluster.url("fast")
+    first = await VaniSession.connect(url, sid())
+    with pytest.raises(SessionRefused) as err:
+        await VaniSession.connect(url, first.session_id)
+    assert err.value.code == 4409
+    with pytest.raises(SessionRefused) as err:
+        await VaniSession.connect(url, first.session_id, resume_token="wrong-token")
+    assert err.value.code == 4409
+    second = await VaniSession.connect(url, first.session_id, resume_token=first.resume_token)
+    assert second.started["resumed"] is False or second.started["counters"]["connections"] == 2
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(next_audio(first), 5)
+    assert first.close_code == 4000
+    await echo_n(second, 0, 3)
+    await second.close()
+
+
+async def test_suspended_session_refuses_wrong_token(vani_cluster):
+    url = vani_cluster.url("fast")
+    s = await VaniSession.connect(url, sid())
+    await s.close(graceful=False)
+    await asyncio.sleep(0.3)
+    with pytest.raises(SessionRefused) as err:
+        await VaniSession.connect(url, s.session_id)
+    assert err.value.code == 4401
+    r = await VaniSession.connect(url, s.session_id, resume_token=s.resume_token)
+    assert r.started["resumed"] is True
+    await r.close()
+
+
+async def test_ttl_expiry_destroys_the_session(vani_cluster):
+    url = vani_cluster.url("strict")  # 2 s TTL
+    s = await VaniSession.connect(url, sid(), token=STRICT_KEY)
+    await echo_n(s, 0, 2)
+    await s.close(graceful=False)
+    await asyncio.sleep(3.5)
+    r = await VaniSession.connect(url, s.session_id, token=STRICT_KEY, resume_token=s.resume_token)
+    assert r.started["resumed"] is False and r.started["resume_token"] != s.resume_token
+    assert r.started["counters"]["frames_in"] == 0
+    await r.close()
+
+
+async def test_client_close_ends_the_session_with_1000(vani_cluster):
+    url = vani_cluster.url("fast")
+    s = await VaniSession.connect(url, sid())
+    await s.close()
+    with contextlib.suppress(ConnectionClosed):
+        await asyncio.wait_for(s.ws.recv(), 5)
+        await asyncio.wait_for(s.ws.recv(), 5)
+    await asyncio.sleep(0.2)
+    assert s.close_code == 1000
+    r = await VaniSession.connect(url, s.session_id)  # a fresh session under the same id
+    assert r.started["resumed"] is False
+    await r.close()
+
+
+async def test_admission_is_atomic_under_a_burst(vani_cluster):
+    url = vani_cluster.url("strict")  # max 30 sessions
+    await asyncio.sleep(3)  # let sessions of earlier tests on this app expire (2 s TTL)
+    results = await asyncio.gather(
+        *(VaniSession.connect(url, sid(), token=STRICT_KEY) for _ in range(200)), return_exceptions=True
+    )
+    admitted = [r for r in results if isinstance(r, VaniSession)]
+    refused = [r for r in results if isinstance(r, SessionRefused)]
+    assert len(admitted) + len(refused) == 200, [r for r in results if not isinstance(r, VaniSession | SessionRefused)]
+    assert len(admitted) == 30
+    assert all(r.code == 1013 and "try again later" in r.reason for r in refused)
+    status = httpx.get(f"{vani_cluster.http_url('strict')}/v1/status").json()
+    assert status["sessions"] == 30
+    for s in admitted:
+        await s.close()
+    await asyncio.sleep(0.5)
+    again = await VaniSession.connect(url, sid(), token=STRICT_KEY)  # capacity came back
+    await again.close()
+
+
+async def test_sessions_spread_over_both_nodes(vani_cluster):
+    url = vani_cluster.url("fast")
+    sessions = [await VaniSession.connect(url, sid()) for _ in range(16)]
+    for i, s in enumerate(sessions):
+        await echo_n(s, i * 10, 1)
+    registry = ray.get_actor("fast-registry", namespace="vani")
+    nodes = set()
+    for s in sessions:
+        where = await registry.where.remote(s.session_id)
+        nodes.add(where["node_id"])
+    assert nodes == set(vani_cluster.node_ids)
+    for s in sessions:
+        await s.close()
+
+
+async def test_actor_mode_one_detached_actor_per_session(vani_cluster):
+    url = vani_cluster.url("actor")
+    s = await VaniSession.connect(url, sid())
+    await echo_n(s, 0, 3)
+    name = f"actor-session-{s.session_id}"
+    actor = ray.get_actor(name, namespace="vani")
+    assert s.session_id in await actor.session_ids.remote()
+    await s.close()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace="vani")
+        except ValueError:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        pytest.fail("session actor not destroyed after the session closed")
+
+
+async def test_actor_crash_closes_only_its_client(vani_cluster):
+    url = vani_cluster.url("actor")
+    victim = await VaniSession.connect(url, sid())
+    bystander = await VaniSession.connect(url, sid())
+    await echo_n(victim, 0, 2)
+    await echo_n(bystander, 0, 2)
+    ray.kill(ray.get_actor(f"actor-session-{victim.session_id}", namespace="vani"), no_restart=True)
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(next_audio(victim), 10)
+    assert time.monotonic() - t0 < 10
+    assert victim.close_code == 1011
+    assert any(e["type"] == "error" and e["code"] == "session_lost" for e in victim.events)
+    await echo_n(bystander, 2, 5)  # the other session never noticed
+    await bystander.close()
+
+
+async def test_host_crash_in_sharded_mode_spares_sessions_on_other_hosts(vani_cluster):
+    url = vani_cluster.url("fast")
+    registry = ray.get_actor("fast-registry", namespace="vani")
+    sessions = [await VaniSession.connect(url, sid()) for _ in range(12)]
+    for s in sessions:
+        await echo_n(s, 0, 1)
+    hosts = {s.session_id: (await registry.where.remote(s.session_id))["host"] for s in sessions}
+    doomed = hosts[sessions[0].session_id]
+    assert len(set(hosts.values())) == 2
+    ray.kill(ray.get_actor(doomed, namespace="vani"), no_restart=False)  # Ray restarts the host
+    for s in sessions:
+        if hosts[s.session_id] == doomed:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(next_audio(s), 10)
+            assert s.close_code == 1011
+        else:
+            await echo_n(s, 1, 3)
+            await s.close()
+    # The restarted host serves new sessions again (after the registry re-reads its address).
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            fresh = await VaniSession.connect(url, sessions[0].session_id)
+            break
+        except SessionRefused:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    await echo_n(fresh, 0, 2)
+    await fresh.close()
