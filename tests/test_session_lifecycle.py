@@ -139,7 +139,8 @@ async def test_admission_is_atomic_under_a_burst(vani_cluster):
     assert len(admitted) + len(refused) == 200, [r for r in results if not isinstance(r, VaniSession | SessionRefused)]
     assert len(admitted) == 30
     assert all(r.code == 1013 and "try again later" in r.reason for r in refused)
-    status = httpx.get(f"{vani_cluster.http_url('strict')}/v1/status").json()
+    async with httpx.AsyncClient() as http:
+        status = (await http.get(f"{vani_cluster.http_url('strict')}/v1/status")).json()
     assert status["sessions"] == 30
     for s in admitted:
         await s.close()

@@ -1,0 +1,142 @@
+"""Operations: metrics in Ray's endpoint, ordering under load, `vani up` start/stop, `vani status`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import psutil
+import pytest
+
+from client.session_client import VaniSession
+from tests.audio_frames import frame_seq, numbered_frame
+from tests.conftest import ROOT, free_port
+
+
+async def test_metrics_show_in_rays_metrics_endpoint(vani_cluster):
+    s = await VaniSession.connect(vani_cluster.url("fast"), f"m-{uuid.uuid4().hex[:8]}")
+    for i in range(5):
+        await s.send_audio(numbered_frame(i))
+    got = 0
+    while got < 5:
+        if isinstance(await asyncio.wait_for(s.recv(), 5), bytes):
+            got += 1
+    await s.close()
+    wanted = [
+        "ray_vani_active_sessions",
+        "ray_vani_frames_in",
+        "ray_vani_frames_out",
+        "ray_vani_added_latency_ms_bucket",
+        "ray_vani_host_rss_bytes",
+        "ray_vani_closes",
+    ]
+    deadline = time.monotonic() + 90
+    missing = wanted
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            text = ""
+            for port in vani_cluster.metrics_ports:
+                try:
+                    text += (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=5)).text
+                except httpx.HTTPError:
+                    pass
+            missing = [m for m in wanted if not re.search(rf"^{m}\b", text, re.M)]
+            if not missing:
+                break
+            await asyncio.sleep(2)
+    assert not missing, f"metrics not exported: {missing}"
+
+
+@pytest.mark.slow
+async def test_10000_frames_20_sessions_as_fast_as_possible_arrive_complete_and_in_order(vani_cluster):
+    url = vani_cluster.url("fast")  # echo delay 0, flood guard off
+    n = 10_000
+
+    async def one(k: int) -> list[int]:
+        s = await VaniSession.connect(url, f"o-{k}-{uuid.uuid4().hex[:6]}", max_size=1 << 20)
+        got: list[int] = []
+
+        async def send() -> None:
+            for i in range(n):
+                await s.send_audio(numbered_frame(i, 640))
+
+        sender = asyncio.create_task(send())
+        while len(got) < n:
+            item = await asyncio.wait_for(s.recv(), 60)
+            if isinstance(item, bytes):
+                got.append(frame_seq(item))
+        await sender
+        await s.close()
+        return got
+
+    results = await asyncio.gather(*(one(k) for k in range(20)))
+    for got in results:
+        assert got == list(range(n))
+
+
+def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "VANI_HTTP_PORT": str(port),
+        "VANI_DASHBOARD": "false",
+        "VANI_HOSTS_PER_NODE": "1",
+        "VANI_ECHO_DELAY_MS": "0",
+        "VANI_SESSION_MODE": "echo",
+        "PYTHONUNBUFFERED": "1",
+    }
+    vani = os.path.join(os.path.dirname(sys.executable), "vani")
+    proc = subprocess.Popen(
+        [vani, "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        url = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+            lines.append(line)
+            m = re.match(r"vani is up: (http://\S+)", line)
+            if m:
+                url = m.group(1).rstrip("/")
+                break
+        assert url == f"http://127.0.0.1:{port}", "".join(lines[-30:])
+        assert httpx.get(f"{url}/healthz", timeout=10).json()["ok"] is True
+
+        async def echo_once() -> bytes:
+            async with await VaniSession.connect(url.replace("http", "ws", 1), "up-check") as s:
+                await s.send_audio(numbered_frame(9))
+                while True:
+                    item = await asyncio.wait_for(s.recv(), 10)
+                    if isinstance(item, bytes):
+                        return item
+
+        assert frame_seq(asyncio.run(echo_once())) == 9
+        status = subprocess.run(
+            [vani, "status", "--url", url], capture_output=True, text=True, timeout=30, cwd=ROOT
+        )
+        assert status.returncode == 0 and "sessions" in status.stdout and "host" in status.stdout
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("raylet" in " ".join(c.cmdline()) for c in children if c.is_running())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0
+        rest = proc.stdout.read()
+        assert "stopped." in rest
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+            if not alive:
+                break
+            time.sleep(0.5)
+        assert not alive, f"left running: {[' '.join(c.cmdline())[:80] for c in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
