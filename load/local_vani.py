@@ -15,6 +15,7 @@ process can run one ingress mode; ``ray.shutdown()`` stops the whole private clu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Iterator
@@ -126,6 +127,9 @@ def local_vani(
         "gateway_replicas": gateway_replicas,
         **overrides,
     }
+    if "session_mode" in {f.name for f in dataclasses.fields(Settings)}:
+        # The echo engine is the transport benchmark; newer trees default sessions to the voice agent.
+        values.setdefault("session_mode", "echo")
     settings = Settings.load(env={}, **values)
     # address="local": always a new private cluster. A bare ray.init() (what connect_ray does when
     # settings.address is None) joins whatever cluster /tmp/ray/ray_current_cluster names, i.e. another
