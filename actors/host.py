@@ -105,7 +105,12 @@ class SessionHost:
             return
         if session is None:
             limits = SessionLimits.from_dict(opening["limits"])
-            session = Session(sid, limits, self._hooks())
+            try:
+                session = Session(sid, limits, self._hooks())
+            except Exception as exc:  # e.g. a provider is not configured: refuse, say why
+                log.exception("session %s could not start", sid)
+                await self._refuse(ws, Close.INTERNAL, f"session could not start: {exc}"[:120])
+                return
             self.sessions[sid] = session
             self._metrics.active_sessions.set(len(self.sessions), tags=self._tags)
         started = session.attach(ws)

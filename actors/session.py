@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from actors import protocol
 from actors.echo import run_echo
@@ -27,8 +27,12 @@ from actors.ring_buffer import FrameMeta, RingBuffer
 from actors.state_machine import InvalidEvent, SessionMachine
 from cluster.config import SessionLimits
 
+if TYPE_CHECKING:
+    from actors.pipeline import Pipeline
+
 log = logging.getLogger("vani.session")
 
+_CLOSING: set[asyncio.Task] = set()  # pipelines shutting down after their session closed
 MAX_HELD_FRAMES = 256  # out-of-order frames held while waiting for a gap to fill
 
 
@@ -80,18 +84,29 @@ class Session:
         self.close_code: int | None = None
         self.state = "connected"  # set by the machine; declared for readers and type checkers
         self.machine = SessionMachine(self, session_id)
-        self._echo = asyncio.get_running_loop().create_task(
-            run_echo(
-                self.ring,
-                self._frames_ready,
-                self._space.set,
-                self.outbound,
-                limits.echo_delay_ms / 1000.0,
-                self._echoed,
-            ),
-            name=f"echo:{session_id}",
-        )
-        self._echo.add_done_callback(self._task_died)
+        self.mode = limits.mode
+        # turn id -> when its last assistant audio frame left (barge-in stop latency, agent mode)
+        self.last_audio_sent: dict[int, float] = {}
+        self.pipeline: Pipeline | None = None
+        self._echo: asyncio.Task | None = None
+        if self.mode == "echo":
+            self._echo = asyncio.get_running_loop().create_task(
+                run_echo(
+                    self.ring,
+                    self._frames_ready,
+                    self._space.set,
+                    self.outbound,
+                    limits.echo_delay_ms / 1000.0,
+                    self._echoed,
+                ),
+                name=f"echo:{session_id}",
+            )
+            self._echo.add_done_callback(self._task_died)
+        else:
+            from actors.pipeline import Pipeline  # providers are imported only by sessions that use them
+            from cluster.config import Settings
+
+            self.pipeline = Pipeline(self, Settings.from_dict(limits.settings), self.mode)
 
     # ---------------------------------------------------------------- link lifecycle
     @property
@@ -112,6 +127,11 @@ class Session:
             self.machine.fire("START")
         elif resumed:
             self.machine.fire("RESUME")
+        if self.pipeline is not None and self.pipeline.flux:
+            return self.pipeline.connected_message(self.resume_token, resumed)
+        if self.pipeline is not None:
+            started["mode"] = self.mode
+            started["conversation"] = self.pipeline.conv_state
         started["state"] = self.machine.state
         started["counters"] = asdict(self.counters)
         return started
@@ -142,6 +162,8 @@ class Session:
             if isinstance(msg, bytes):
                 self.counters.frames_out += 1
                 self.counters.bytes_out += len(msg)
+                if self.pipeline is not None:
+                    self.last_audio_sent[int.from_bytes(msg[:4], "big")] = time.monotonic()
 
     # ---------------------------------------------------------------- inbound
     async def on_frame(self, seq: int, pcm: bytes) -> None:
@@ -189,7 +211,9 @@ class Session:
         msg = json.loads(raw)
         kind = msg.get("type")
         try:
-            if kind == "ping":
+            if self.pipeline is not None and kind in self.pipeline.client_types:
+                self.pipeline.on_client(msg)
+            elif kind == "ping":
                 self.outbound.put_control(protocol.pong(msg))
             elif kind == "mute":
                 self.machine.fire("MUTE")
@@ -212,7 +236,8 @@ class Session:
         self.hooks.on_drop(self, "muted")
 
     def on_state_change(self, source: str, dest: str, event: str) -> None:
-        self.outbound.put_control(protocol.state_changed(source, dest, event))
+        if self.pipeline is None or not self.pipeline.flux:  # Flux clients get only Flux's schema
+            self.outbound.put_control(protocol.state_changed(source, dest, event))
         if dest == "suspended":
             self._ttl = asyncio.get_running_loop().create_task(self._ttl_timer(), name=f"ttl:{self.session_id}")
         elif dest == "closed":
@@ -231,9 +256,25 @@ class Session:
         if self.machine.can("ERROR"):
             log.warning("session=%s failing: %s", self.session_id, reason)
             self.close_code = code
-            self.outbound.put_control(protocol.error("session_failed", reason, close_code=code))
+            if self.pipeline is None or not self.pipeline.flux:  # the pipeline sent Flux's Error
+                self.outbound.put_control(protocol.error("session_failed", reason, close_code=code))
             self.outbound.put_control(CloseRequest(code, reason))
             self.machine.fire("ERROR")
+
+    def fail_internal(self, reason: str) -> None:
+        """The pipeline failed (provider gone, a task crashed)."""
+        self.fail(Close.INTERNAL, reason)
+
+    def close_normal(self, reason: str) -> None:
+        """The pipeline finished the session (Flux ``CloseStream`` done)."""
+        self.close(Close.NORMAL, reason)
+
+    @property
+    def frames_ready(self) -> asyncio.Event:
+        return self._frames_ready
+
+    def space_freed(self) -> None:
+        self._space.set()
 
     async def _ttl_timer(self) -> None:
         await asyncio.sleep(self.limits.session_ttl_s)
@@ -248,7 +289,13 @@ class Session:
 
     def _teardown(self) -> None:
         self._cancel_ttl()
-        self._echo.cancel()
+        if self._echo is not None:
+            self._echo.cancel()
+        if self.pipeline is not None:
+            pipeline = self.pipeline
+            closer = asyncio.get_running_loop().create_task(pipeline.aclose(), name=f"close:{self.session_id}")
+            _CLOSING.add(closer)  # the loop keeps only weak references to tasks
+            closer.add_done_callback(_CLOSING.discard)
         if self._link is not None and self._sender is not None:
             # Let the sender deliver the queued error/close request, then it returns by itself.
             sender = self._sender
@@ -287,11 +334,14 @@ class Session:
             "counters": asdict(self.counters),
             "ring_used": self.ring.used,
             "outbound_bytes": self.outbound.audio_bytes,
+            **({"pipeline": self.pipeline.snapshot()} if self.pipeline is not None else {}),
         }
 
     async def aclose(self) -> None:
         """Cancel every task this session owns (host shutdown)."""
         self.close(Close.GOING_AWAY, "server shutting down")
+        if self.pipeline is not None:
+            await self.pipeline.aclose()
         for task in (self._echo, self._sender, self._ttl):
             if task is not None:
                 task.cancel()

@@ -79,6 +79,31 @@ class Settings:
     provider_read_timeout_s: float = 10.0  # a stream silent this long is stalled
     tts_first_byte_timeout_s: float = 3.0  # past this the fallback tts takes over
     # --- end providers ---------------------------------------------------------------------
+    # --- agent pipeline (actors/pipeline.py) -----------------------------------------------
+    # "agent" (STT -> LLM -> TTS voice agent), "echo" (phase-1 echo engine). WS /v2/flux/{id}
+    # always makes transcription-only ("flux") sessions.
+    session_mode: str = "agent"
+    agent_system_prompt: str = "You are a helpful voice assistant. Answer briefly, in plain spoken sentences."
+    agent_tool: str = "clock"  # "clock" (current time tool) or "" for no tool
+    agent_fallback_reply: str = "Sorry, I lost my train of thought. Could you say that again?"
+    # If set, every provider request carries this header with the session id (emulators script
+    # per session with it; real providers ignore unknown headers). Tests use "x-emulator-key".
+    provider_session_header: str = ""
+    # False barge-in guard: user speech while the assistant thinks/speaks interrupts only once it has
+    # lasted barge_in_min_ms (audio clock) AND has barge_in_min_words words, or when the user's turn
+    # ends with words that are not all backchannels ("uh-huh", "yeah", ...).
+    barge_in_min_ms: float = 400.0
+    barge_in_min_words: int = 2
+    # Assistant audio is sent at most this far ahead of real-time playback, so what was sent is
+    # (within this lead) what was heard, and a barge-in has little to flush.
+    playout_lead_ms: float = 300.0
+    scheduler_first_words: int = 4  # first speakable piece: first clause or this many words
+    scheduler_max_words: int = 30  # later pieces: sentence / clause, at most this many words
+    # Watchdogs (seconds, 0 = off): every waiting state has one, each with a client-visible outcome.
+    watchdog_turn_no_audio_s: float = 3.0  # user turn open, client sends no audio -> ForceEndTurn
+    watchdog_llm_first_token_s: float = 5.0  # thinking, no LLM token -> spoken fallback reply
+    watchdog_tts_stall_s: float = 4.0  # TTS gives no audio for this long -> turn ends, client told
+    stt_keepalive_s: float = 4.0  # silence sent to STT after this long without client audio
 
     @staticmethod
     def load(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -144,6 +169,10 @@ class SessionLimits:
     flood_rate: float = 2.0
     session_ttl_s: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # "echo" | "agent" | "flux"; agent and flux sessions build their pipeline from ``settings``
+    # (a ``Settings.public()`` dict: no secrets; provider credentials come from the host's env).
+    mode: str = "echo"
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
     def from_settings(s: Settings) -> SessionLimits:

@@ -4,6 +4,7 @@ Routes:
   GET /healthz                  liveness (and which app / placement mode)
   GET /v1/status                sessions, hosts, nodes (``vani status``)
   WS  /v1/sessions/{session_id} the duplex voice session (see docs/protocol.md)
+  WS  /v2/flux/{session_id}     transcription only, Deepgram Flux /v2/listen schema (gateway/flux_route.py)
 
 Replicas are stateless: any replica reaches any session through the registry and the session's host.
 """
@@ -21,6 +22,7 @@ from ray import serve
 from actors.metrics import session_metrics
 from cluster.config import Settings
 from gateway import placement
+from gateway.flux_route import flux_socket
 from gateway.session_route import session_socket
 
 app = FastAPI(title="vani", docs_url=None, redoc_url=None)
@@ -56,3 +58,7 @@ class Gateway:
     @app.websocket("/v1/sessions/{session_id}")
     async def session(self, websocket: WebSocket, session_id: str) -> None:
         await session_socket(websocket, session_id, self.settings, self.registry, self._closes)
+
+    @app.websocket("/v2/flux/{session_id}")
+    async def flux(self, websocket: WebSocket, session_id: str) -> None:
+        await flux_socket(websocket, session_id, self.settings, self.registry, self._closes)

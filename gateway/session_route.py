@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from actors import protocol
 from actors.protocol import CLIENT_TYPES, Close
 from cluster.config import SESSION_ID_PATTERN, SessionLimits, Settings
+from gateway.dialect import Dialect, dialect_for, session_limits
 
 log = logging.getLogger("vani.gateway")
 
@@ -84,14 +85,17 @@ async def open_link(registry: Any, session_id: str, resume_token: str | None, li
     return link, reply
 
 
-async def session_socket(ws: WebSocket, session_id: str, settings: Settings, registry: Any, closes: Any) -> None:
-    """Serve one client connection for its whole life."""
-    if not SESSION_ID_RE.match(session_id) or not authorized(settings, ws):
+async def session_socket(
+    ws: WebSocket, session_id: str, settings: Settings, registry: Any, closes: Any, mode: str | None = None
+) -> None:
+    """Serve one client connection for its whole life (``mode`` defaults to ``settings.session_mode``)."""
+    mode = mode or settings.session_mode
+    limits = session_limits(settings, mode, ws.query_params)
+    if not SESSION_ID_RE.match(session_id) or not authorized(settings, ws) or isinstance(limits, str):
         # Refused before upgrade: the client gets HTTP 403 and no websocket.
         await ws.close(code=Close.POLICY)
         closes.inc(tags={"code": "403"})
         return
-    limits = SessionLimits.from_settings(settings)
     resume = ws.query_params.get("resume_token") or ws.headers.get("x-resume-token")
     try:
         result = await open_link(registry, session_id, resume, limits)
@@ -107,15 +111,17 @@ async def session_socket(ws: WebSocket, session_id: str, settings: Settings, reg
     started = opened["started"]
     started["gateway"] = gateway_id()
     await ws.send_text(protocol.dumps(started))
-    code, _reason = await _pump(ws, link, opened["next_seq"], settings)
+    code, _reason = await _pump(ws, link, opened["next_seq"], settings, dialect_for(mode))
     closes.inc(tags={"code": str(code)})
 
 
-async def _pump(ws: WebSocket, link: ClientConnection, next_seq: int, settings: Settings) -> tuple[int, str]:
+async def _pump(
+    ws: WebSocket, link: ClientConnection, next_seq: int, settings: Settings, dialect: Dialect
+) -> tuple[int, str]:
     """Run both directions until one ends; return the close code/reason given to the client."""
     outcome: dict[str, Any] = {}
-    upstream = asyncio.create_task(_client_to_link(ws, link, next_seq, settings, outcome))
-    downstream = asyncio.create_task(_link_to_client(ws, link, outcome))
+    upstream = asyncio.create_task(_client_to_link(ws, link, next_seq, settings, outcome, dialect))
+    downstream = asyncio.create_task(_link_to_client(ws, link, outcome, dialect))
     try:
         await asyncio.wait({upstream, downstream}, return_when=asyncio.FIRST_COMPLETED)
         code, reason = outcome.get("close", (Close.NORMAL, ""))
@@ -134,7 +140,7 @@ async def _pump(ws: WebSocket, link: ClientConnection, next_seq: int, settings: 
 
 
 async def _client_to_link(
-    ws: WebSocket, link: ClientConnection, seq: int, settings: Settings, outcome: dict[str, Any]
+    ws: WebSocket, link: ClientConnection, seq: int, settings: Settings, outcome: dict[str, Any], dialect: Dialect
 ) -> None:
     max_frame = settings.max_frame_bytes
     while True:
@@ -150,7 +156,7 @@ async def _client_to_link(
                 return
             if len(data) % 2:
                 await ws.send_text(
-                    protocol.error("odd_length", f"PCM16 frame of {len(data)} bytes is not a whole number of samples")
+                    dialect.error("odd_length", f"PCM16 frame of {len(data)} bytes is not a whole number of samples")
                 )
                 continue
             if not data:
@@ -163,9 +169,9 @@ async def _client_to_link(
             seq += 1
             continue
         text = msg.get("text") or ""
-        problem = _check_text(text)
+        problem = _check_text(text, dialect.client_types)
         if problem:
-            await ws.send_text(protocol.error(*problem))
+            await ws.send_text(dialect.error(*problem))
             continue
         try:
             await link.send(text)
@@ -174,24 +180,28 @@ async def _client_to_link(
             return
 
 
-def _check_text(text: str) -> tuple[str, str] | None:
+def _check_text(text: str, client_types: frozenset[str] = CLIENT_TYPES) -> tuple[str, str] | None:
     try:
         obj = json.loads(text)
     except ValueError:
         return ("bad_json", "text frames must be JSON objects")
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         return ("bad_message", "JSON messages need a string 'type'")
-    if obj["type"] not in CLIENT_TYPES:
-        return ("unknown_type", f"unknown message type {obj['type']!r}; expected one of {sorted(CLIENT_TYPES)}")
+    if obj["type"] not in client_types:
+        return ("unknown_type", f"unknown message type {obj['type']!r}; expected one of {sorted(client_types)}")
     return None
 
 
-async def _link_to_client(ws: WebSocket, link: ClientConnection, outcome: dict[str, Any]) -> None:
+async def _link_to_client(ws: WebSocket, link: ClientConnection, outcome: dict[str, Any], dialect: Dialect) -> None:
+    gate = dialect.gate
     try:
         async for message in link:
             if isinstance(message, bytes):
-                await ws.send_bytes(message)
+                if gate is None or gate.admit(message):
+                    await ws.send_bytes(message)
             else:
+                if gate is not None:
+                    gate.observe(message)
                 await ws.send_text(message)
     except ConnectionClosed:
         pass

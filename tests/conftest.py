@@ -7,6 +7,10 @@ prefix on one Serve HTTP port, so tests can use different limits without restart
   /fast    echo delay 0, flood guard off (throughput and ordering)
   /strict  API key, max 30 sessions, 2 s TTL, tight flood guard
   /actor   one detached actor per session, 3 s TTL
+  /agent   voice-agent sessions (and /agent/v2/flux transcription sessions) on the provider emulator
+
+The phase-1 apps run ``session_mode="echo"``. The provider emulator runs in its own process on
+127.0.0.1 (``provider_emulator``), started before the cluster so the agent apps can point at it.
 """
 
 from __future__ import annotations
@@ -51,6 +55,23 @@ class VaniCluster:
         return f"{self.http}/{app}".rstrip("/")
 
 
+AGENT = dict(
+    session_mode="agent",
+    stt_provider="deepgram",
+    llm_provider="openai",
+    tts_provider="deepgram",
+    deepgram_base_url="{emulator}",
+    openai_base_url="{emulator}/v1",
+    llm_model="emulated",
+    provider_session_header="x-emulator-key",
+    flood_burst_s=0,
+    session_ttl_s=5.0,
+    # Generous: this machine's 2 cores are shared with other clusters, and a watchdog must never fire
+    # by accident in a test (the watchdog tests fault the emulator for longer than these).
+    watchdog_turn_no_audio_s=1.5,
+    watchdog_llm_first_token_s=10.0,
+    watchdog_tts_stall_s=10.0,
+)
 APPS = {
     "vani": dict(route_prefix="/"),
     "fast": dict(route_prefix="/fast", echo_delay_ms=0, flood_burst_s=0, gateway_replicas=2),
@@ -64,15 +85,66 @@ APPS = {
         flood_rate=1.5,
     ),
     "actor": dict(route_prefix="/actor", placement_mode="actor", echo_delay_ms=0, session_ttl_s=3.0),
+    "agent": dict(route_prefix="/agent", **AGENT),
 }
+for _name, _app in APPS.items():
+    _app.setdefault("session_mode", "echo")  # phase-1 apps keep their echo meaning
+
+# The emulator's latency for tests: fast, so suites stay short (tests assert order, never speed).
+EMULATOR_LATENCY = "ttft_ms=20;tokens_per_s=400;ttfb_ms=20;rtf=0.02"
 
 
 @pytest.fixture(scope="session")
-def vani_cluster() -> Iterator[VaniCluster]:
+def provider_emulator() -> Iterator[str]:
+    """The provider emulator (``vani emulate``) in its own process on 127.0.0.1; yields its base URL."""
+    import subprocess
+    import time
+
+    import httpx
+
+    port = free_port()
+    code = (
+        "import os, uvicorn\n"
+        "from adapters.emulator.app import build_app\n"
+        "from adapters.emulator.cli import SERVER_KW\n"
+        "from adapters.emulator.latency import Latency\n"
+        f"uvicorn.run(build_app(Latency().override(os.environ['VANI_EMULATOR_LATENCY'])), host='127.0.0.1', "
+        f"port={port}, **SERVER_KW)\n"
+    )
+    env = {**os.environ, "VANI_EMULATOR_LATENCY": EMULATOR_LATENCY, "PYTHONPATH": ROOT}
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/__emulator/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "provider emulator did not start"
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
     # Keep every address on loopback: without this Ray rewrites 127.0.0.1 to the machine's interface IP.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Dummy credentials for the emulated providers; Ray's node processes inherit this environment.
+    from adapters.emulator.cli import env_for
+
+    for k, v in env_for(provider_emulator).items():
+        if not k.startswith("VANI_"):
+            os.environ.setdefault(k, v)
     import ray
     from ray import serve
     from ray.cluster_utils import Cluster
@@ -97,6 +169,9 @@ def vani_cluster() -> Iterator[VaniCluster]:
     deployed: list[Settings] = []
     try:
         for name, overrides in APPS.items():
+            overrides = {
+                k: v.format(emulator=provider_emulator) if isinstance(v, str) else v for k, v in overrides.items()
+            }
             settings = Settings.load(
                 env={}, app_name=name, http_port=port, hosts_per_node=1, dashboard=False, **overrides
             )

@@ -1,0 +1,151 @@
+"""The conversation's explicit state machine (agent and transcription sessions).
+
+It sits beside the connection lifecycle machine (``actors/state_machine.py``): that one says whether a
+client is attached; this one says where the conversation is. One table, read top to bottom:
+
+    state         event               condition          -> next state   action (model method)
+    idle          AUDIO_FRAME                               listening     -
+    idle|listening TURN_START                               transcribing  user turn opens
+    listening     AUDIO_FRAME                               (stay)        -
+    transcribing  TRANSCRIPT_PARTIAL                        (stay)        partial transcript
+    transcribing  EAGER_EOT           is_agent              speculating   start_speculation (LLM held)
+    transcribing  EAGER_EOT           else                  (stay)        -
+    transcribing  TRANSCRIPT_FINAL    wants_reply           thinking      start_reply
+    transcribing  TRANSCRIPT_FINAL    else                  listening     record_user_turn
+    speculating   TRANSCRIPT_PARTIAL                        (stay)        -
+    speculating   TURN_RESUMED                              transcribing  discard_speculation
+    speculating   TRANSCRIPT_FINAL                          thinking      confirm_speculation
+    thinking      AUDIO_STARTED       is_current            speaking      -
+    thinking|speaking REPLY_DONE      is_current, user_turn_is_open  transcribing  finish_reply
+    thinking|speaking REPLY_DONE      is_current            listening     finish_reply
+    listening     SPEAK_FALLBACK                            thinking      (watchdog: apology turn started)
+    thinking|speaking TURN_START|TRANSCRIPT_PARTIAL|EAGER_EOT|TURN_RESUMED   (stay)  overlap speech, see
+                                                                          actors/interrupt.py
+    thinking|speaking BARGE_IN                              interrupted   stop_output (audio.clear)
+    interrupted   CANCEL                                    cancelling    cancel_turn (scope cancelled)
+    cancelling    CANCELLED           user_turn_is_open     transcribing  -
+    cancelling    CANCELLED           else                  listening     -
+    transcribing  WATCHDOG                                  (stay)        watchdog_fired (ForceEndTurn)
+    thinking|speaking WATCHDOG                              cancelling    watchdog_fired (turn cancelled)
+
+``BARGE_IN`` is fired by the pipeline only once the false-barge-in guard (``actors/interrupt.py``)
+accepts the overlapping speech. The decide step (``fire``) never awaits: actions are synchronous
+and hand any I/O to tasks owned by the pipeline. Events the current state does not accept raise
+``InvalidEvent`` (the pipeline logs and reports them; nothing is silently dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from transitions import Machine, MachineError
+
+from actors.state_machine import InvalidEvent
+
+log = logging.getLogger("vani.conversation")
+
+STATES = ["idle", "listening", "transcribing", "speculating", "thinking", "speaking", "interrupted", "cancelling"]
+ASSISTANT = ["thinking", "speaking"]
+OVERLAP = ["TURN_START", "TRANSCRIPT_PARTIAL", "EAGER_EOT", "TURN_RESUMED"]
+
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "AUDIO_FRAME", "source": "idle", "dest": "listening"},
+    {"trigger": "AUDIO_FRAME", "source": "listening", "dest": None},
+    {"trigger": "TURN_START", "source": ["idle", "listening"], "dest": "transcribing"},
+    {"trigger": "TRANSCRIPT_PARTIAL", "source": ["transcribing", "speculating"], "dest": None},
+    {
+        "trigger": "EAGER_EOT",
+        "source": "transcribing",
+        "dest": "speculating",
+        "conditions": "is_agent",
+        "after": "start_speculation",
+    },
+    {"trigger": "EAGER_EOT", "source": "transcribing", "dest": None},
+    {
+        "trigger": "TRANSCRIPT_FINAL",
+        "source": "transcribing",
+        "dest": "thinking",
+        "conditions": "wants_reply",
+        "after": "start_reply",
+    },
+    {"trigger": "TRANSCRIPT_FINAL", "source": "transcribing", "dest": "listening", "after": "record_user_turn"},
+    {"trigger": "TURN_RESUMED", "source": "speculating", "dest": "transcribing", "after": "discard_speculation"},
+    {"trigger": "TRANSCRIPT_FINAL", "source": "speculating", "dest": "thinking", "after": "confirm_speculation"},
+    {"trigger": "AUDIO_STARTED", "source": "thinking", "dest": "speaking", "conditions": "is_current"},
+    {
+        "trigger": "REPLY_DONE",
+        "source": ASSISTANT,
+        "dest": "transcribing",
+        "conditions": ["is_current", "user_turn_is_open"],
+        "after": "finish_reply",
+    },
+    {
+        "trigger": "REPLY_DONE",
+        "source": ASSISTANT,
+        "dest": "listening",
+        "conditions": "is_current",
+        "after": "finish_reply",
+    },
+    {"trigger": "SPEAK_FALLBACK", "source": "listening", "dest": "thinking"},
+    *({"trigger": ev, "source": ASSISTANT, "dest": None} for ev in OVERLAP),
+    {"trigger": "BARGE_IN", "source": ASSISTANT, "dest": "interrupted", "after": "stop_output"},
+    {"trigger": "CANCEL", "source": "interrupted", "dest": "cancelling", "after": "cancel_turn"},
+    {"trigger": "CANCELLED", "source": "cancelling", "dest": "transcribing", "conditions": "user_turn_is_open"},
+    {"trigger": "CANCELLED", "source": "cancelling", "dest": "listening"},
+    {"trigger": "WATCHDOG", "source": "transcribing", "dest": None, "after": "watchdog_fired"},
+    {"trigger": "WATCHDOG", "source": ASSISTANT, "dest": "cancelling", "after": "watchdog_fired"},
+]
+
+_QUIET = {"AUDIO_FRAME", "TRANSCRIPT_PARTIAL"}
+
+
+class ConversationMachine:
+    """``transitions.Machine`` over a model (the pipeline) whose ``conv_state`` attribute is the state.
+
+    The model provides the conditions and ``after`` actions named in ``TRANSITIONS`` and may define
+    ``on_conversation_change(source, dest, event)``.
+    """
+
+    def __init__(self, model: Any, session_id: str) -> None:
+        self.model = model
+        self.session_id = session_id
+        self.history: list[tuple[str, str, str]] = []
+        self._machine = Machine(
+            model=model,
+            states=STATES,
+            transitions=TRANSITIONS,
+            initial="idle",
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+            send_event=False,
+            model_attribute="conv_state",
+        )
+        self._on_change: Callable[[str, str, str], None] | None = getattr(model, "on_conversation_change", None)
+
+    @property
+    def state(self) -> str:
+        return self.model.conv_state
+
+    def can(self, event: str) -> bool:
+        return event in self._machine.get_triggers(self.model.conv_state)
+
+    def fire(self, event: str, *args: Any, **kwargs: Any) -> str:
+        """Fire ``event`` (never awaits); returns the new state or raises ``InvalidEvent``."""
+        source = self.model.conv_state
+        try:
+            ok = getattr(self.model, event)(*args, **kwargs)
+        except (MachineError, AttributeError) as exc:
+            log.warning("session=%s conversation rejected %s in %s", self.session_id, event, source)
+            raise InvalidEvent(event, source) from exc
+        dest = self.model.conv_state
+        if not ok:  # every condition failed: say so instead of pretending it happened
+            raise InvalidEvent(event, source)
+        if event not in _QUIET or source != dest:  # per-frame self-loops are not worth a message
+            log.debug("session=%s conversation %s --%s--> %s", self.session_id, source, event, dest)
+            self.history.append((source, event, dest))
+            del self.history[:-128]
+            if self._on_change is not None:
+                self._on_change(source, dest, event)
+        return dest

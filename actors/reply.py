@@ -1,0 +1,182 @@
+"""One assistant turn's work: LLM tokens -> speakable pieces -> TTS -> paced audio frames.
+
+``run_turn`` runs inside the turn's cancellation scope (``AssistantTurn.spawn``): cancelling the turn
+stops the LLM stream, a pending tool wait and the TTS request of this turn, and nothing else. Results
+reach the conversation machine only as inbox events tagged with the turn id (``AUDIO_STARTED``,
+``REPLY_DONE``), so a late event from a cancelled turn is recognisably stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from actors import agent_protocol as ap
+from actors.scheduler import SpeakableChunker
+from actors.turn import AssistantTurn, SpokenPiece
+from adapters.base import ChatMessage, LlmToken, LlmToolCall, ProviderError
+
+if TYPE_CHECKING:
+    from actors.pipeline import Pipeline
+
+log = logging.getLogger("vani.reply")
+
+MAX_TOOL_ROUNDS = 2
+
+
+async def run_turn(p: Pipeline, turn: AssistantTurn, messages: list[ChatMessage]) -> None:
+    """Produce the whole reply of ``turn``; posts ``REPLY_DONE`` when its audio has played out."""
+    pieces: asyncio.Queue[str | None] = asyncio.Queue()
+    chunker = SpeakableChunker(p.settings.scheduler_first_words, p.settings.scheduler_max_words)
+    p.turn_io[turn.turn_id] = (chunker, pieces)
+    speaker = turn.spawn(_speak(p, turn, pieces), "tts")
+    try:
+        if turn.kind == "fallback":
+            emit_token(p, turn, p.settings.agent_fallback_reply)
+        else:
+            await _think(p, turn, messages)
+        await turn.released.wait()
+        rest = chunker.flush()
+        if rest:
+            _piece_ready(turn, pieces, rest)
+    except ProviderError as exc:
+        log.warning("session=%s turn %d: LLM failed: %s", p.session_id, turn.turn_id, exc)
+        p.send(ap.event("error", code="llm_failed", message=str(exc), turn_id=turn.turn_id))
+        rest = chunker.flush()
+        if rest:
+            _piece_ready(turn, pieces, rest)
+    finally:
+        pieces.put_nowait(None)
+    await speaker
+
+
+async def _think(p: Pipeline, turn: AssistantTurn, messages: list[ChatMessage]) -> None:
+    msgs = list(messages)
+    for _ in range(MAX_TOOL_ROUNDS):
+        call = None
+        if turn.timings.llm_request is None:
+            turn.timings.llm_request = time.monotonic()
+        p.llm_streams += 1
+        p.llm_streams_max = max(p.llm_streams_max, p.llm_streams)
+        try:
+            async for ev in p.llm.stream(msgs, p.tool):
+                if isinstance(ev, LlmToken):
+                    now = time.monotonic()
+                    if turn.timings.first_token is None:
+                        turn.timings.first_token = now
+                        p.watchdog.disarm("llm_first_token")
+                    if turn.timings.first_text_token is None and ev.text:
+                        turn.timings.first_text_token = now
+                    if turn.released.is_set():
+                        emit_token(p, turn, ev.text)
+                    else:
+                        turn.held.append(ev.text)  # speculative: nothing leaves until EndOfTurn confirms
+                elif isinstance(ev, LlmToolCall):
+                    call = ev.call
+                    if turn.timings.first_token is None:
+                        turn.timings.first_token = time.monotonic()
+                        p.watchdog.disarm("llm_first_token")
+                    turn.timings.first_tool_token = turn.timings.first_tool_token or time.monotonic()
+        finally:
+            p.llm_streams -= 1
+        if call is None:
+            return
+        await turn.released.wait()  # never execute a tool speculatively
+        p.send(ap.event("tool.call", turn_id=turn.turn_id, call_id=call.id, name=call.name, arguments=call.arguments))
+        result = await p.tools.run(call)
+        p.send(
+            ap.event(
+                "tool.result",
+                turn_id=turn.turn_id,
+                call_id=call.id,
+                result=result,
+                executions=p.tools.executions.get(call.id, 0),
+            )
+        )
+        added = [ChatMessage("assistant", "", tool_calls=[call]), ChatMessage("tool", result, tool_call_id=call.id)]
+        turn.added += added
+        msgs += added
+
+
+def emit_token(p: Pipeline, turn: AssistantTurn, text: str) -> None:
+    """Send one released token to the client and to the scheduler (synchronous)."""
+    chunker, pieces = p.turn_io[turn.turn_id]
+    turn.text += text
+    p.send(ap.event("assistant.text", turn_id=turn.turn_id, text=text))
+    for piece in chunker.feed(text):
+        _piece_ready(turn, pieces, piece)
+
+
+def _piece_ready(turn: AssistantTurn, pieces: asyncio.Queue[str | None], piece: str) -> None:
+    if turn.timings.first_piece is None:
+        turn.timings.first_piece = time.monotonic()
+    pieces.put_nowait(piece)
+
+
+async def _speak(p: Pipeline, turn: AssistantTurn, pieces: asyncio.Queue[str | None]) -> None:
+    lead = p.settings.playout_lead_ms / 1000.0
+    index = 0
+    carry = b""
+    bytes_per_s = 0.0
+    while (text := await pieces.get()) is not None:
+        piece = SpokenPiece(text, start_s=turn.audio_s)
+        turn.pieces.append(piece)
+        turn.timings.tts_request = turn.timings.tts_request or time.monotonic()
+        p.watchdog.arm("tts_stall", p.settings.watchdog_tts_stall_s)
+        try:
+            async for chunk in p.tts.synthesize(text, p.tts_options):
+                p.watchdog.kick("tts_stall")
+                fmt = chunk.format
+                pcm = fmt.encoding == "linear16" and fmt.container == "none"
+                if index == 0:
+                    bytes_per_s = 2.0 * fmt.sample_rate * fmt.channels if pcm else 0.0
+                    p.send(ap.audio_start(turn.turn_id, _format(fmt)))
+                data = carry + chunk.audio
+                carry = b""
+                if pcm and len(data) % 2:  # keep whole samples in every frame
+                    data, carry = data[:-1], data[-1:]
+                if not data:
+                    continue
+                await _pace(turn, lead)
+                await p.outbound.put_audio(ap.encode_audio(turn.turn_id, index, data))
+                index += 1
+                now = time.monotonic()
+                if turn.playback_t0 is None:
+                    turn.playback_t0 = now
+                    turn.timings.first_audio = now
+                    p.post("AUDIO_STARTED", turn.turn_id)
+                if bytes_per_s:
+                    turn.audio_s += len(data) / bytes_per_s
+                    piece.duration_s += len(data) / bytes_per_s
+        except ProviderError as exc:
+            log.warning("session=%s turn %d: TTS failed: %s", p.session_id, turn.turn_id, exc)
+            p.send(ap.event("error", code="tts_failed", message=str(exc), turn_id=turn.turn_id))
+        finally:
+            p.watchdog.disarm("tts_stall")
+    if index:
+        p.send(ap.audio_end(turn.turn_id, index, turn.audio_s))
+        # The reply is over when the user has heard it: until then a barge-in can still cut it.
+        while (left := turn.audio_s - turn.played_s()) > 0.001:  # noqa: ASYNC110 - a clock, not an event
+            await asyncio.sleep(min(left, 0.05) if turn.client_played_s is not None else left)
+    turn.outcome = "done"
+    p.post("REPLY_DONE", turn.turn_id)
+
+
+async def _pace(turn: AssistantTurn, lead: float) -> None:
+    """Stay at most ``lead`` seconds of audio ahead of real-time playback."""
+    if turn.playback_t0 is None:
+        return
+    ahead = turn.audio_s - (time.monotonic() - turn.playback_t0) - lead
+    if ahead > 0:
+        await asyncio.sleep(ahead)
+
+
+def _format(fmt: object) -> dict[str, object]:
+    return {
+        "encoding": getattr(fmt, "encoding", "linear16"),
+        "sample_rate": getattr(fmt, "sample_rate", 24000),
+        "channels": getattr(fmt, "channels", 1),
+        "container": getattr(fmt, "container", "none"),
+    }

@@ -1,0 +1,114 @@
+"""What differs between the client routes: accepted text messages, error shape, audio gating, limits.
+
+- ``/v1/sessions/{id}`` in ``echo`` mode: phase-1 protocol.
+- ``/v1/sessions/{id}`` in ``agent`` mode: phase-1 messages plus ``playback``; assistant audio frames
+  pass through an ``AudioGate`` that drops frames of turns that are no longer current.
+- ``/v2/flux/{id}``: Deepgram Flux ``/v2/listen`` control messages and ``Error`` shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors import protocol
+from actors.agent_protocol import AGENT_CLIENT_TYPES, FLUX_CLIENT_TYPES, decode_audio
+from cluster.config import SessionLimits, Settings
+
+FLUX_RANGES = {"eot_threshold": (0.5, 1.0), "eager_eot_threshold": (0.3, 0.9), "eot_timeout_ms": (500, 60000)}
+MAX_CLEARED = 256
+
+
+class AudioGate:
+    """Drops assistant audio frames whose turn is not the current one (seen in passing events).
+
+    The session already flushes its queue on barge-in; the gate makes "no stale audio" hold even for
+    frames that were in flight between the session and the gateway when ``audio.clear`` was decided.
+    """
+
+    def __init__(self) -> None:
+        self.current: int | None = None
+        self.cleared: set[int] = set()
+        self.dropped = 0
+
+    def observe(self, text: str) -> None:
+        if not text.startswith('{"type":"audio.'):
+            return
+        msg = json.loads(text)
+        turn_id = msg.get("turn_id")
+        if msg["type"] == "audio.start" and turn_id not in self.cleared:
+            self.current = turn_id
+        elif msg["type"] == "audio.clear":
+            self.cleared.add(turn_id)
+            if len(self.cleared) > MAX_CLEARED:
+                self.cleared.discard(min(self.cleared))
+            if self.current == turn_id:
+                self.current = None
+
+    def admit(self, frame: bytes) -> bool:
+        ok = len(frame) >= 8 and decode_audio(frame)[0] == self.current
+        if not ok:
+            self.dropped += 1
+        return ok
+
+
+def flux_error(code: str, message: str, **_: Any) -> str:
+    return protocol.dumps({"type": "Error", "code": code.upper(), "description": message})
+
+
+@dataclass
+class Dialect:
+    client_types: frozenset[str]
+    error: Callable[..., str] = protocol.error
+    gate: AudioGate | None = None
+    name: str = "echo"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def dialect_for(mode: str) -> Dialect:
+    if mode == "flux":
+        return Dialect(FLUX_CLIENT_TYPES, flux_error, None, "flux")
+    if mode == "agent":
+        return Dialect(protocol.CLIENT_TYPES | AGENT_CLIENT_TYPES, protocol.error, AudioGate(), "agent")
+    return Dialect(protocol.CLIENT_TYPES)
+
+
+def session_limits(settings: Settings, mode: str, query: Mapping[str, Any]) -> SessionLimits | str:
+    """Limits for a new session of ``mode``; Flux query params override the flux_* settings.
+
+    Returns an error string for invalid params (the connection is refused before it is accepted).
+    """
+    limits = SessionLimits.from_settings(settings)
+    if mode == "echo":
+        return limits
+    overrides: dict[str, Any] = {}
+    for name, (lo, hi) in FLUX_RANGES.items():
+        raw = query.get(name)
+        if raw in (None, ""):
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            return f"{name} must be a number"
+        if not lo <= value <= hi:
+            return f"{name} must be between {lo} and {hi}"
+        overrides[f"flux_{name}"] = int(value) if name == "eot_timeout_ms" else value
+    getlist = getattr(query, "getlist", None)
+    keyterms = getlist("keyterm") if getlist else []
+    if keyterms:
+        overrides["flux_keyterms"] = ",".join(keyterms)
+    if query.get("encoding", "linear16") != "linear16" or str(query.get("sample_rate", "16000")) != "16000":
+        return "vani accepts encoding=linear16 and sample_rate=16000 only"
+    chosen = settings.replace(**overrides)
+    settings_dict = {**chosen.to_dict(), "api_key": None}  # never ship the gateway's key to hosts
+    # 128 KB of inbound audio (4 s) waits for the STT at most; past that the session stops reading its
+    # link and backpressure reaches the client.
+    return _with(limits, mode=mode, settings=settings_dict, inbound_ring_bytes=131072)
+
+
+def _with(limits: SessionLimits, **changes: Any) -> SessionLimits:
+    import dataclasses
+
+    return dataclasses.replace(limits, **changes)
