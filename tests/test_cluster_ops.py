@@ -121,9 +121,7 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
                         return item
 
         assert frame_seq(asyncio.run(echo_once())) == 9
-        status = subprocess.run(
-            [vani, "status", "--url", url], capture_output=True, text=True, timeout=30, cwd=ROOT
-        )
+        status = subprocess.run([vani, "status", "--url", url], capture_output=True, text=True, timeout=30, cwd=ROOT)
         assert status.returncode == 0 and "sessions" in status.stdout and "host" in status.stdout
         children = psutil.Process(proc.pid).children(recursive=True)
         assert any("raylet" in " ".join(c.cmdline()) for c in children if c.is_running())
