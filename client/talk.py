@@ -42,13 +42,26 @@ async def talk(url: str, pcm: bytes, *, session_id: str, frame_ms: int, tail_s: 
     session = await VaniSession.connect(url, session_id, token=token)
     received: list[bytes] = []
     events: list[dict] = []
+    # Echo sessions send raw PCM; agent sessions announce each turn's audio with `audio.start`
+    # (format and an 8-byte turn header on every frame) and may clear it on barge-in.
+    header = 0
+    rate = RATE
+    cleared: set[int] = set()
 
     async def reader() -> None:
+        nonlocal header, rate
         async for item in session:
             if isinstance(item, bytes):
-                received.append(item)
-            else:
-                events.append(item)
+                turn = int.from_bytes(item[:4], "big") if header else None
+                if turn not in cleared:
+                    received.append(item[header:])
+                continue
+            events.append(item)
+            if item.get("type") == "audio.start":
+                header = int(item.get("header_bytes", 8))
+                rate = int(item.get("format", {}).get("sample_rate", rate))
+            elif item.get("type") == "audio.clear":
+                cleared.add(item.get("turn_id"))
 
     read_task = asyncio.create_task(reader())
     start = time.monotonic()
@@ -61,7 +74,7 @@ async def talk(url: str, pcm: bytes, *, session_id: str, frame_ms: int, tail_s: 
         await asyncio.wait_for(read_task, 5)
     except TimeoutError:
         read_task.cancel()
-    return {"audio": b"".join(received), "events": events, "started": session.started}
+    return {"audio": b"".join(received), "rate": rate, "events": events, "started": session.started}
 
 
 def cmd_talk(args: argparse.Namespace) -> int:
@@ -82,13 +95,13 @@ def cmd_talk(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"vani talk: cannot connect to {args.url}: {exc}")
         return 1
-    write_pcm16(out, result["audio"])
+    write_pcm16(out, result["audio"], result["rate"])
     kinds: dict[str, int] = {}
     for e in result["events"]:
         kinds[e.get("type", "?")] = kinds.get(e.get("type", "?"), 0) + 1
     print(
         f"session {session_id}: sent {len(pcm) / (2 * RATE):.2f} s, "
-        f"received {len(result['audio']) / (2 * RATE):.2f} s of audio -> {out}"
+        f"received {len(result['audio']) / (2 * result['rate']):.2f} s of audio -> {out}"
     )
     print("events: " + ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())))
     return 0

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from client.session_client import VaniSession
+from client.talk import read_pcm16, write_pcm16
 from tests.audio_frames import frame_seq, numbered_frame
 from tests.conftest import ROOT, free_port
 
@@ -123,6 +124,17 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert frame_seq(asyncio.run(echo_once())) == 9
         status = subprocess.run([vani, "status", "--url", url], capture_output=True, text=True, timeout=30, cwd=ROOT)
         assert status.returncode == 0 and "sessions" in status.stdout and "host" in status.stdout
+        wav = tmp_path / "tone.wav"
+        write_pcm16(str(wav), b"".join(numbered_frame(i, 3200) for i in range(10)))  # 1 s
+        talk = subprocess.run(
+            [vani, "talk", "--wav", str(wav), "--url", url.replace("http", "ws", 1), "--tail-s", "0.5"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert talk.returncode == 0, talk.stdout + talk.stderr
+        assert read_pcm16(str(tmp_path / "tone.reply.wav")) == read_pcm16(str(wav))  # echo: every byte back
         children = psutil.Process(proc.pid).children(recursive=True)
         assert any("raylet" in " ".join(c.cmdline()) for c in children if c.is_running())
         proc.send_signal(signal.SIGINT)
