@@ -50,7 +50,14 @@ class SessionHost:
         if self._server is None:
             ip = ray.util.get_node_ip_address()
             self._server = await serve(
-                self._handle_link, ip, 0, max_size=LINK_MAX_BYTES, compression=None, ping_interval=20
+                # No keepalive pings on links: a pong queued behind backpressured audio looks like a
+                # dead peer. A dead host process closes its sockets; a dead node is Ray's to detect.
+                self._handle_link,
+                ip,
+                0,
+                max_size=LINK_MAX_BYTES,
+                compression=None,
+                ping_interval=None,
             )
             port = self._server.sockets[0].getsockname()[1]
             self._address = f"ws://{ip}:{port}"
@@ -152,6 +159,8 @@ class SessionHost:
         self._metrics.frames_dropped.inc(tags={**self._tags, "reason": reason})
 
     async def _report_rss(self) -> None:
+        # Gauges are re-reported periodically so the exporter always has a fresh value.
         while True:
             self._metrics.record_rss(self.name)
+            self._metrics.active_sessions.set(len(self.sessions), tags=self._tags)
             await asyncio.sleep(5)

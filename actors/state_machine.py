@@ -31,6 +31,8 @@ from typing import Any
 from transitions import Machine, MachineError
 
 log = logging.getLogger("vani.session")
+# transitions logs every callback at INFO; our own transition log below is the one to read.
+logging.getLogger("transitions").setLevel(logging.WARNING)
 
 STATES = ["connected", "streaming", "muted", "suspended", "closed"]
 LIVE = ["connected", "streaming", "muted"]

@@ -28,6 +28,8 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
         ctx = ray.init(address=settings.address, namespace=settings.namespace, log_to_driver=False)
     else:
         kwargs: dict[str, Any] = {
+            # "local": always start a new Ray, never join one that `ray start` or a test left running.
+            "address": "local",
             "namespace": settings.namespace,
             "include_dashboard": settings.dashboard,
             "dashboard_port": settings.dashboard_port,

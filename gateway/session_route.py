@@ -67,7 +67,7 @@ async def open_link(registry: Any, session_id: str, resume_token: str | None, li
                 max_size=LINK_MAX_BYTES,
                 compression=None,
                 open_timeout=5,
-                ping_interval=20,
+                ping_interval=None,  # see actors/host.py: no keepalive on links
             )
             break
         except (OSError, TimeoutError, ConnectionClosed) as exc:

@@ -29,7 +29,6 @@ async def test_metrics_show_in_rays_metrics_endpoint(vani_cluster):
     while got < 5:
         if isinstance(await asyncio.wait_for(s.recv(), 5), bytes):
             got += 1
-    await s.close()
     wanted = [
         "ray_vani_active_sessions",
         "ray_vani_frames_in",
@@ -52,6 +51,7 @@ async def test_metrics_show_in_rays_metrics_endpoint(vani_cluster):
             if not missing:
                 break
             await asyncio.sleep(2)
+    await s.close()  # kept open while scraping, so the active-sessions gauge is non-zero
     seen = sorted({line.split("{")[0] for line in text.splitlines() if line.startswith("ray_vani")})
     assert not missing, f"metrics not exported: {missing}; seen: {seen}"
 
