@@ -66,7 +66,7 @@ async def open_link(registry: Any, session_id: str, resume_token: str | None, li
                 f"{placed['address']}/s/{session_id}",
                 max_size=LINK_MAX_BYTES,
                 compression=None,
-                open_timeout=5,
+                open_timeout=20,  # a busy host may take a while to accept; a dead one fails fast
                 ping_interval=None,  # see actors/host.py: no keepalive on links
             )
             break

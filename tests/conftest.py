@@ -26,6 +26,8 @@ import pytest
 # Keep every Ray address on loopback (without this Ray rewrites 127.0.0.1 to the machine's interface
 # IP). Set at import time: Ray reads it when first imported, possibly by a test module.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Serve's proxy prefers replicas on its own node; spread connections so tests see every replica.
+os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:

@@ -278,6 +278,9 @@ async def test_no_cross_session_bleed_100_sessions(vani_cluster, provider_emulat
     )
 
     async def one(i: int, s: str) -> AgentClient:
+        # Ramp the connects over ~5 s (a realistic arrival burst, not one thundering herd on 2 cores);
+        # every session's turn still overlaps the others'.
+        await asyncio.sleep(i * 0.05)
         c = await AgentClient.connect(agent_url(vani_cluster, s))
         await c.send_audio(utterance(0.6, 0.5, seed=i))
         await reply_done(c, 1, timeout=90.0)
