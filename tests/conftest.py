@@ -135,6 +135,27 @@ def provider_emulator() -> Iterator[str]:
             proc.kill()
 
 
+def start_two_node_cluster(cluster_cls, attempts: int = 3):
+    """A head and a worker node on 127.0.0.1. Retried: Ray gives a raylet a fixed 30 s to register,
+    which a loaded 2-core box occasionally misses."""
+    for attempt in range(attempts):
+        metrics_ports = [free_port(), free_port()]
+        cluster = cluster_cls(shutdown_at_exit=True)
+        try:
+            cluster.add_node(
+                num_cpus=2, node_ip_address="127.0.0.1", include_dashboard=False, metrics_export_port=metrics_ports[0]
+            )
+            cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1", metrics_export_port=metrics_ports[1])
+            cluster.wait_for_nodes()
+            return cluster, metrics_ports
+        except Exception as exc:
+            print(f"cluster start attempt {attempt + 1} failed: {exc!r}", file=sys.stderr)
+            cluster.shutdown()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
     # Keep every address on loopback: without this Ray rewrites 127.0.0.1 to the machine's interface IP.
@@ -154,18 +175,7 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
     from cluster.config import Settings
     from cluster.run import deploy, undeploy
 
-    metrics_ports = [free_port(), free_port()]
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 2,
-            "node_ip_address": "127.0.0.1",
-            "include_dashboard": False,
-            "metrics_export_port": metrics_ports[0],
-        },
-    )
-    cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1", metrics_export_port=metrics_ports[1])
-    cluster.wait_for_nodes()
+    cluster, metrics_ports = start_two_node_cluster(Cluster)
     ray.init(address=cluster.address, namespace="vani", log_to_driver=False, _node_ip_address="127.0.0.1")
     port = free_port()
     deployed: list[Settings] = []

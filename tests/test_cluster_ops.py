@@ -152,3 +152,42 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_vani_deploy_onto_a_running_cluster(vani_cluster):
+    env = {
+        **os.environ,
+        "VANI_APP_NAME": "deployed",
+        "VANI_ROUTE_PREFIX": "/deployed",
+        "VANI_HOSTS_PER_NODE": "1",
+        "VANI_SESSION_MODE": "echo",
+        "VANI_ECHO_DELAY_MS": "0",
+        "VANI_HTTP_PORT": vani_cluster.http.rsplit(":", 1)[1],
+    }
+    vani = os.path.join(os.path.dirname(sys.executable), "vani")
+    out = subprocess.run(
+        [vani, "deploy", "--address", vani_cluster.cluster.address],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+        env=env,
+    )
+    assert out.returncode == 0 and "vani deployed" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    try:
+        assert httpx.get(f"{vani_cluster.http}/deployed/healthz", timeout=10).json()["app"] == "deployed"
+
+        async def echo_once() -> int:
+            async with await VaniSession.connect(f"{vani_cluster.ws}/deployed", "dep-1") as s:
+                await s.send_audio(numbered_frame(4))
+                while True:
+                    item = await asyncio.wait_for(s.recv(), 10)
+                    if isinstance(item, bytes):
+                        return frame_seq(item)
+
+        assert asyncio.run(echo_once()) == 4
+    finally:
+        from cluster.config import Settings
+        from cluster.run import undeploy
+
+        undeploy(Settings.load(env={}, app_name="deployed"))

@@ -230,3 +230,29 @@ async def test_host_crash_in_sharded_mode_spares_sessions_on_other_hosts(vani_cl
             await asyncio.sleep(0.5)
     await echo_n(fresh, 0, 2)
     await fresh.close()
+
+
+async def test_slow_reader_is_paused_not_buffered_and_loses_nothing(vani_cluster):
+    url = vani_cluster.url("fast")  # echo delay 0, flood guard off
+    s = await VaniSession.connect(url, sid(), ping_interval=None)
+    n = 1500  # 4.8 MB of audio, far more than the 128 KB outbound cap + 256 KB inbound ring
+
+    async def send() -> None:
+        for i in range(n):
+            await s.send_audio(numbered_frame(i, 3200))
+
+    sender = asyncio.create_task(send())
+    await asyncio.sleep(4)  # we read nothing meanwhile
+    async with httpx.AsyncClient() as http:
+        stats = (await http.get(f"{vani_cluster.http_url('fast')}/v1/status", timeout=30)).json()["host_stats"]
+    snap = next(x for h in stats for x in h["sessions"] if x["session_id"] == s.session_id)
+    assert snap["outbound_bytes"] <= 131072 and snap["ring_used"] <= 262144
+    assert snap["counters"]["ring_waits"] > 0  # the session stopped reading its link
+    got = []
+    while len(got) < n:
+        item = await asyncio.wait_for(s.recv(), 30)
+        if isinstance(item, bytes):
+            got.append(frame_seq(item))
+    await sender
+    assert got == list(range(n))
+    await s.close()
