@@ -146,6 +146,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl-C must not cut the teardown short and leave actors or Ray behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         print("stopping vani ...", flush=True)
         try:
             undeploy(settings)
