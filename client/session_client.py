@@ -108,6 +108,18 @@ class VaniSession:
 
         return await asyncio.wait_for(wait(), timeout)
 
+    async def recv_audio(self, timeout: float = 5.0) -> bytes:
+        """Skip JSON events (they stay in ``events``) until the next audio frame arrives."""
+        import asyncio
+
+        async def wait() -> bytes:
+            while True:
+                item = await self.recv()
+                if isinstance(item, bytes):
+                    return item
+
+        return await asyncio.wait_for(wait(), timeout)
+
     def __aiter__(self) -> VaniSession:
         return self
 

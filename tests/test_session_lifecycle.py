@@ -21,20 +21,10 @@ def sid() -> str:
     return f"l-{uuid.uuid4().hex[:12]}"
 
 
-async def next_audio(s: VaniSession, timeout: float = 5.0) -> bytes:
-    async def wait() -> bytes:
-        while True:
-            item = await s.recv()
-            if isinstance(item, bytes):
-                return item
-
-    return await asyncio.wait_for(wait(), timeout)
-
-
 async def echo_n(s: VaniSession, start: int, n: int) -> None:
     for i in range(start, start + n):
         await s.send_audio(numbered_frame(i))
-        assert frame_seq(await next_audio(s)) == i
+        assert frame_seq(await s.recv_audio()) == i
 
 
 async def test_disconnect_then_resume_keeps_counters_and_order(vani_cluster):
@@ -83,7 +73,7 @@ async def test_second_connection_needs_the_token_and_then_takes_over(vani_cluste
     second = await VaniSession.connect(url, first.session_id, resume_token=first.resume_token)
     assert second.started["resumed"] is False or second.started["counters"]["connections"] == 2
     with pytest.raises(ConnectionClosed):
-        await asyncio.wait_for(next_audio(first), 5)
+        await first.recv_audio(5)
     assert first.close_code == 4000
     await echo_n(second, 0, 3)
     await second.close()
@@ -192,7 +182,7 @@ async def test_actor_crash_closes_only_its_client(vani_cluster):
     ray.kill(ray.get_actor(f"actor-session-{victim.session_id}", namespace="vani"), no_restart=True)
     t0 = time.monotonic()
     with pytest.raises(ConnectionClosed):
-        await asyncio.wait_for(next_audio(victim), 10)
+        await victim.recv_audio(10)
     assert time.monotonic() - t0 < 10
     assert victim.close_code == 1011
     assert any(e["type"] == "error" and e["code"] == "session_lost" for e in victim.events)
@@ -213,7 +203,7 @@ async def test_host_crash_in_sharded_mode_spares_sessions_on_other_hosts(vani_cl
     for s in sessions:
         if hosts[s.session_id] == doomed:
             with pytest.raises(ConnectionClosed):
-                await asyncio.wait_for(next_audio(s), 10)
+                await s.recv_audio(10)
             assert s.close_code == 1011
         else:
             await echo_n(s, 1, 3)

@@ -22,16 +22,6 @@ def sid() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
-async def next_audio(s: VaniSession, timeout: float = 5.0) -> bytes:
-    async def wait() -> bytes:
-        while True:
-            item = await s.recv()
-            if isinstance(item, bytes):
-                return item
-
-    return await asyncio.wait_for(wait(), timeout)
-
-
 async def test_healthz_and_unknown_route(vani_cluster):
     async with httpx.AsyncClient() as http:
         r = await http.get(f"{vani_cluster.http}/healthz")
@@ -50,7 +40,7 @@ async def test_session_started_then_echo_after_configured_delay(vani_cluster):
     sent_at = time.monotonic()
     frame = numbered_frame(7, 2560)
     await s.send_audio(frame)
-    echoed = await next_audio(s)
+    echoed = await s.recv_audio()
     assert echoed == frame
     assert time.monotonic() - sent_at >= 0.5  # the configured delay, measured at the client
     await s.close()
@@ -69,11 +59,11 @@ async def test_mute_stops_taking_audio_client_still_receives(vani_cluster):
         await s.mute()
         assert (await s.recv_event("state", event="MUTE"))["to"] == "muted"
         await s.send_audio(numbered_frame(2))  # discarded: the mic is muted
-        assert frame_seq(await next_audio(s)) == 1  # still receiving while muted
+        assert frame_seq(await s.recv_audio()) == 1  # still receiving while muted
         await s.unmute()
         assert (await s.recv_event("state", event="UNMUTE"))["to"] == "streaming"
         await s.send_audio(numbered_frame(3))
-        assert frame_seq(await next_audio(s)) == 3
+        assert frame_seq(await s.recv_audio()) == 3
         await s.send_json({"type": "unmute"})  # not valid while streaming
         err = await s.recv_event("error")
         assert err["code"] == "invalid_event" and err["event"] == "UNMUTE" and err["state"] == "streaming"
@@ -93,7 +83,7 @@ async def test_bad_text_gets_error_and_connection_is_kept(vani_cluster, text, co
         err = await s.recv_event("error")
         assert err["code"] == code and err["message"]
         await s.send_audio(numbered_frame(5))
-        assert frame_seq(await next_audio(s)) == 5
+        assert frame_seq(await s.recv_audio()) == 5
 
 
 async def test_odd_length_pcm_gets_error_and_nothing_is_lost(vani_cluster):
@@ -101,7 +91,7 @@ async def test_odd_length_pcm_gets_error_and_nothing_is_lost(vani_cluster):
         await s.send_audio(numbered_frame(1))
         await s.send_audio(b"\x01\x02\x03")
         await s.send_audio(numbered_frame(2))
-        got = [frame_seq(await next_audio(s)), frame_seq(await next_audio(s))]
+        got = [frame_seq(await s.recv_audio()), frame_seq(await s.recv_audio())]
         assert got == [1, 2]
         assert any(e.get("code") == "odd_length" for e in s.events if e["type"] == "error")
 
@@ -161,7 +151,7 @@ async def test_flood_closes_1008_and_other_sessions_keep_streaming(vani_cluster)
     assert any(e["type"] == "error" and "flood" in e["message"] for e in flood.events)
     for i in range(5):  # the calm session is untouched
         await calm.send_audio(numbered_frame(i, 3200))
-        assert frame_seq(await next_audio(calm)) == i
+        assert frame_seq(await calm.recv_audio()) == i
         await asyncio.sleep(0.1)
     await calm.close()
 
@@ -172,8 +162,8 @@ async def test_session_ids_are_isolated(vani_cluster):
     b = await VaniSession.connect(url, sid())
     await a.send_audio(numbered_frame(111))
     await b.send_audio(numbered_frame(222))
-    assert frame_seq(await next_audio(a)) == 111
-    assert frame_seq(await next_audio(b)) == 222
+    assert frame_seq(await a.recv_audio()) == 111
+    assert frame_seq(await b.recv_audio()) == 222
     await a.close()
     await b.close()
 
