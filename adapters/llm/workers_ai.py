@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from adapters.base import ChatMessage, ErrorKind, LlmEvent, ProviderError, ToolCall, ToolSpec
+from adapters.http_client import streaming_client
 from adapters.llm.streaming import HttpTarget, finish_events, stream_sse, token
 
 
@@ -59,8 +60,7 @@ class WorkersAiNativeLlm:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            timeout = httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s)
-            self._client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=None))
+            self._client = streaming_client(self.read_timeout_s, self.connect_timeout_s)
         return self._client
 
     def body(self, messages: list[ChatMessage], tool: ToolSpec | None) -> dict[str, Any]:

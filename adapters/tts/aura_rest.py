@@ -13,6 +13,7 @@ import httpx
 
 from adapters.base import AudioFormat, ErrorKind, ProviderError, TtsChunk, TtsOptions
 from adapters.errors import http_error, transport_error
+from adapters.http_client import streaming_client
 from adapters.tts.sniff import sniff
 
 PCM_ENCODINGS = ("linear16", "mulaw", "alaw")
@@ -39,8 +40,7 @@ class AuraRestTts:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            timeout = httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s)
-            self._client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=None))
+            self._client = streaming_client(self.read_timeout_s, self.connect_timeout_s)
         return self._client
 
     def request(self, text: str, o: TtsOptions) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, str]]:
