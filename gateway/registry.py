@@ -126,19 +126,26 @@ class Registry:
         return info.address
 
     async def _start_session_actor(self, name: str, session_id: str) -> str:
-        handle = SessionHost.options(
+        # One session per actor: never restarted (its state is gone with it), spread over nodes.
+        handle = self._spawn_host(name, "SPREAD", max_concurrency=1000, max_restarts=0, single_session=session_id)
+        ready = await handle.ready.remote()
+        self.hosts[name] = HostInfo(name, ready["node_id"], handle, ready["address"])
+        return ready["address"]
+
+    def _spawn_host(
+        self, name: str, strategy: Any, *, max_concurrency: int, max_restarts: int, single_session: str | None = None
+    ) -> Any:
+        """Create (or get) the named, detached session host actor ``name``."""
+        return SessionHost.options(
             name=name,
             namespace=self.ns,
             lifetime="detached",
             get_if_exists=True,
             num_cpus=self.settings.host_num_cpus,
-            max_concurrency=1000,
-            max_restarts=0,
-            scheduling_strategy="SPREAD",
-        ).remote(name, placement.registry_name(self.app), self.ns, session_id)
-        ready = await handle.ready.remote()
-        self.hosts[name] = HostInfo(name, ready["node_id"], handle, ready["address"])
-        return ready["address"]
+            max_concurrency=max_concurrency,
+            max_restarts=max_restarts,
+            scheduling_strategy=strategy,
+        ).remote(name, placement.registry_name(self.app), self.ns, single_session)
 
     # ------------------------------------------------------------------ reconciliation
     async def _reconcile_loop(self) -> None:
@@ -169,15 +176,8 @@ class Registry:
                 name = placement.host_name(self.app, node_id, i)
                 if name in self.hosts:
                     continue
-                handle = SessionHost.options(
-                    name=name,
-                    namespace=self.ns,
-                    lifetime="detached",
-                    get_if_exists=True,
-                    num_cpus=self.settings.host_num_cpus,
-                    max_concurrency=10000,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-                ).remote(name, placement.registry_name(self.app), self.ns)
+                pinned = NodeAffinitySchedulingStrategy(node_id, soft=False)
+                handle = self._spawn_host(name, pinned, max_concurrency=10000, max_restarts=-1)
                 info = HostInfo(name, node_id, handle)
                 self.hosts[name] = info
                 new.append(info)
