@@ -8,6 +8,7 @@ prefix on one Serve HTTP port, so tests can use different limits without restart
   /strict  API key, max 30 sessions, 2 s TTL, tight flood guard
   /actor   one detached actor per session, 3 s TTL
   /agent   voice-agent sessions (and /agent/v2/flux transcription sessions) on the provider emulator
+  /local   voice-agent and transcription sessions on the embedded offline models (the `vani up` default)
 
 The phase-1 apps run ``session_mode="echo"``. The provider emulator runs in its own process on
 127.0.0.1 (``provider_emulator``), started before the cluster so the agent apps can point at it.
@@ -88,6 +89,8 @@ APPS = {
     ),
     "actor": dict(route_prefix="/actor", placement_mode="actor", echo_delay_ms=0, session_ttl_s=3.0),
     "agent": dict(route_prefix="/agent", **AGENT),
+    # The embedded offline default (real models, no network): what `vani up` runs.
+    "local": dict(route_prefix="/local", session_mode="agent", flood_burst_s=0, session_ttl_s=5.0),
 }
 for _name, _app in APPS.items():
     _app.setdefault("session_mode", "echo")  # phase-1 apps keep their echo meaning
