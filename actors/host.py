@@ -23,6 +23,7 @@ from actors.metrics import session_metrics
 from actors.protocol import Close
 from actors.ring_buffer import FrameMeta
 from actors.session import Hooks, Session
+from adapters.http_client import warm_up
 from cluster.config import SessionLimits
 
 log = logging.getLogger("vani.host")
@@ -44,6 +45,7 @@ class SessionHost:
         self._rss_task: asyncio.Task | None = None
         self._metrics = session_metrics()
         self._tags = {"host": name}
+        warm_up()  # the first session's first reply must not pay the provider client's set-up
 
     async def ready(self) -> dict:
         """Start the link server (once) and report where it listens."""

@@ -131,3 +131,11 @@ def test_state_machine_table_and_explicit_rejection():
         ("suspended", "TIMEOUT", "closed"),
     ]
     assert set(STATES) == {"connected", "streaming", "muted", "suspended", "closed"}
+
+
+def test_provider_http_clients_share_one_tls_context():
+    """Per-session clients must not each load the CA bundle (~100 ms of the host's event loop)."""
+    from adapters.http_client import ssl_context, streaming_client
+
+    a, b = streaming_client(1.0, 1.0), streaming_client(1.0, 1.0)
+    assert a._transport._pool._ssl_context is ssl_context() is b._transport._pool._ssl_context
