@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from actors import agent_protocol as ap
 from actors.scheduler import SpeakableChunker
 from actors.turn import AssistantTurn, SpokenPiece
-from adapters.base import ChatMessage, LlmToken, LlmToolCall, ProviderError
+from adapters.base import ChatMessage, LlmToken, LlmToolCall, ProviderError, TtsChunk
 
 if TYPE_CHECKING:
     from actors.pipeline import Pipeline
@@ -116,10 +116,7 @@ def _piece_ready(turn: AssistantTurn, pieces: asyncio.Queue[str | None], piece: 
 
 
 async def _speak(p: Pipeline, turn: AssistantTurn, pieces: asyncio.Queue[str | None]) -> None:
-    lead = p.settings.playout_lead_ms / 1000.0
-    index = 0
-    carry = b""
-    bytes_per_s = 0.0
+    out = _AudioOut(p, turn)
     while (text := await pieces.get()) is not None:
         piece = SpokenPiece(text, start_s=turn.audio_s)
         turn.pieces.append(piece)
@@ -128,40 +125,71 @@ async def _speak(p: Pipeline, turn: AssistantTurn, pieces: asyncio.Queue[str | N
         try:
             async for chunk in p.tts.synthesize(text, p.tts_options):
                 p.watchdog.kick("tts_stall")
-                fmt = chunk.format
-                pcm = fmt.encoding == "linear16" and fmt.container == "none"
-                if index == 0:
-                    bytes_per_s = 2.0 * fmt.sample_rate * fmt.channels if pcm else 0.0
-                    p.send(ap.audio_start(turn.turn_id, _format(fmt)))
-                data = carry + chunk.audio
-                carry = b""
-                if pcm and len(data) % 2:  # keep whole samples in every frame
-                    data, carry = data[:-1], data[-1:]
-                if not data:
-                    continue
-                await _pace(turn, lead)
-                await p.outbound.put_audio(ap.encode_audio(turn.turn_id, index, data))
-                index += 1
-                now = time.monotonic()
-                if turn.playback_t0 is None:
-                    turn.playback_t0 = now
-                    turn.timings.first_audio = now
-                    p.post("AUDIO_STARTED", turn.turn_id)
-                if bytes_per_s:
-                    turn.audio_s += len(data) / bytes_per_s
-                    piece.duration_s += len(data) / bytes_per_s
+                await out.add(chunk, piece)
+            await out.flush(piece)
         except ProviderError as exc:
             log.warning("session=%s turn %d: TTS failed: %s", p.session_id, turn.turn_id, exc)
+            await out.flush(piece)  # what did arrive is still spoken
             p.send(ap.event("error", code="tts_failed", message=str(exc), turn_id=turn.turn_id))
         finally:
             p.watchdog.disarm("tts_stall")
-    if index:
-        p.send(ap.audio_end(turn.turn_id, index, turn.audio_s))
+    if out.index:
+        p.send(ap.audio_end(turn.turn_id, out.index, turn.audio_s))
         # The reply is over when the user has heard it: until then a barge-in can still cut it.
         while (left := turn.audio_s - turn.played_s()) > 0.001:  # noqa: ASYNC110 - a clock, not an event
             await asyncio.sleep(min(left, 0.05) if turn.client_played_s is not None else left)
     turn.outcome = "done"
     p.post("REPLY_DONE", turn.turn_id)
+
+
+class _AudioOut:
+    """A turn's audio on its way out: whole samples, paced, coalesced into frames of ``audio_frame_ms``.
+
+    The first frame goes out at once (it is the user-perceived latency); later PCM waits until a frame's
+    worth has arrived (or the piece ends), which cuts per-frame work without a delay anyone hears.
+    """
+
+    def __init__(self, p: Pipeline, turn: AssistantTurn) -> None:
+        self.p, self.turn = p, turn
+        self.lead = p.settings.playout_lead_ms / 1000.0
+        self.index = 0
+        self.carry = b""  # an odd trailing byte, completed by the next chunk
+        self.pending = b""
+        self.format: dict[str, object] | None = None  # announced in audio.start with the first chunk
+        self.bytes_per_s = 0.0
+        self.frame_bytes = 0
+
+    async def add(self, chunk: TtsChunk, piece: SpokenPiece) -> None:
+        fmt = chunk.format
+        pcm = fmt.encoding == "linear16" and fmt.container == "none"
+        if self.format is None:
+            self.format = _format(fmt)
+            self.bytes_per_s = 2.0 * fmt.sample_rate * fmt.channels if pcm else 0.0
+            frame = int(self.bytes_per_s * self.p.settings.audio_frame_ms / 1000)
+            self.frame_bytes = frame - frame % 2
+            self.p.send(ap.audio_start(self.turn.turn_id, self.format))
+        data = self.carry + chunk.audio
+        self.carry = b""
+        if pcm and len(data) % 2:  # keep whole samples in every frame
+            data, self.carry = data[:-1], data[-1:]
+        self.pending += data
+        if self.pending and (self.index == 0 or len(self.pending) >= self.frame_bytes):
+            await self.flush(piece)
+
+    async def flush(self, piece: SpokenPiece) -> None:
+        if not self.pending:
+            return
+        data, self.pending = self.pending, b""
+        turn = self.turn
+        await _pace(turn, self.lead)
+        await self.p.outbound.put_audio(ap.encode_audio(turn.turn_id, self.index, data))
+        self.index += 1
+        if turn.playback_t0 is None:
+            turn.playback_t0 = turn.timings.first_audio = time.monotonic()
+            self.p.post("AUDIO_STARTED", turn.turn_id)
+        if self.bytes_per_s:
+            turn.audio_s += len(data) / self.bytes_per_s
+            piece.duration_s += len(data) / self.bytes_per_s
 
 
 async def _pace(turn: AssistantTurn, lead: float) -> None:

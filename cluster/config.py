@@ -97,6 +97,10 @@ class Settings:
     # Assistant audio is sent at most this far ahead of real-time playback, so what was sent is
     # (within this lead) what was heard, and a barge-in has little to flush.
     playout_lead_ms: float = 300.0
+    # After a turn's first audio frame (sent at once), PCM is sent in frames of at least this much audio:
+    # TTS streams small chunks (Aura: ~40 ms) and every frame costs CPU on the host, gateway and proxy.
+    # Inside the playout lead this adds no delay the user hears. 0 = one frame per TTS chunk.
+    audio_frame_ms: float = 100.0
     scheduler_first_words: int = 4  # first speakable piece: first clause or this many words
     scheduler_max_words: int = 30  # later pieces: sentence / clause, at most this many words
     # Watchdogs (seconds, 0 = off): every waiting state has one, each with a client-visible outcome.

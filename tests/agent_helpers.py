@@ -42,6 +42,7 @@ class AgentClient:
     first: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
     audio: dict[int, int] = field(default_factory=dict)  # turn_id -> bytes received
+    frames: dict[int, list[int]] = field(default_factory=dict)  # turn_id -> payload size of each frame
     cleared: set[int] = field(default_factory=set)
     violations: list[str] = field(default_factory=list)
     current: int | None = None
@@ -67,6 +68,7 @@ class AgentClient:
                 if turn_id != self.current:
                     self.violations.append(f"audio of turn {turn_id} while turn {self.current} is current")
                 self.audio[turn_id] = self.audio.get(turn_id, 0) + len(payload)
+                self.frames.setdefault(turn_id, []).append(len(payload))
                 self.first_audio_at.setdefault(turn_id, time.monotonic())
             else:
                 ev = json.loads(msg)

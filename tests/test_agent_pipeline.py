@@ -64,6 +64,12 @@ async def test_multi_turn_conversation_history_and_latency_report(vani_cluster, 
         assert c.audio.get(m["turn_id"], 0) > 0
     starts = c.of_type("audio.start")
     assert [e["turn_id"] for e in starts] == [1, 2]
+    # The emulated TTS streams 40 ms chunks; after the first frame the session sends >= 100 ms frames,
+    # except the last frame of each speakable piece (one per sentence / clause of the reply).
+    for m in (m1, m2):
+        later = c.frames[m["turn_id"]][1:]
+        pieces = sum(m["full_text"].count(ch) for ch in ".,:?!")
+        assert len([n for n in later if n < 4800]) <= pieces, c.frames[m["turn_id"]]
     assert starts[0]["format"] == {"encoding": "linear16", "sample_rate": 24000, "channels": 1, "container": "none"}
     assert c.violations == []
     assert transitions(c)[:5] == [
