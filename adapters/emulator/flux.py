@@ -129,7 +129,10 @@ class FluxEngine:
         """A TurnInfo body; ``words=None`` means the full transcript (Eager/EndOfTurn)."""
         all_words = self._transcript().split()
         shown = all_words if words is None else all_words[:words]
-        span = max(self.now - self.turn_start, 0.02) / max(len(all_words), 1)
+        # Words cover the speech, not the trailing silence: the last word ends where the user stopped,
+        # so a client's "end of speech -> EndOfTurn" (stt_latency) sees the configured eot_ms.
+        speech_end = self.now - self.silence_frames * FRAME_S
+        span = max(speech_end - self.turn_start, 0.02) / max(len(all_words), 1)
         self.last_emit = self.now
         return {
             "type": "TurnInfo",

@@ -70,6 +70,8 @@ async def test_workers_ai_turns_follow_flux_rules(cf, control, key):
     first = ends(events)[0]
     assert [w.word for w in first.words] == ["hello", "there"]
     assert 0.25 <= first.audio_window_start <= 0.4 and 1.5 <= first.audio_window_end <= 1.9
+    # Words span the speech, not the trailing silence: the last word ends ~eot_ms before EndOfTurn.
+    assert 0.2 <= first.audio_window_end - first.words[-1].end <= 0.32, (first.words[-1], first.audio_window_end)
     updates = [e for e in events if e.event is E.UPDATE and e.turn_index == 0]
     assert len(updates) >= 3  # ~every 250 ms over 1.2 s of speech
 
