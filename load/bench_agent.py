@@ -212,16 +212,12 @@ async def one_session(sid: str, url: str, emu: str, turns: int, chunk_s: float, 
                 res.e2e.append(e2e)
                 res.overhead.append(e2e - configured)
                 (res.cold_e2e if t == 0 else res.warm_overhead).append(e2e if t == 0 else e2e - configured)
-                res.per_turn.append(
-                    {
-                        "turn": turn_id,
-                        "eot": t_eot - eos,
-                        "first_token": t_tok - t_eot,
-                        "e2e": e2e,
-                        "configured": configured,
-                    }
-                )
                 _, rep = await wait("LatencyReport", turn_id=turn_id)
+                server = {k: v for k, v in rep.items() if k.endswith("_latency")}
+                res.per_turn.append(
+                    {"turn": turn_id, "eot": t_eot - eos, "first_token": t_tok - t_eot, "e2e": e2e, **server}
+                    | {"configured": configured}
+                )
                 if "total_latency" in rep:
                     res.server_total.append(rep["total_latency"])
                 res.turns_done += 1
