@@ -5,6 +5,7 @@ Routes:
   GET /v1/status                sessions, hosts, nodes (``vani status``)
   WS  /v1/sessions/{session_id} the duplex voice session (see docs/protocol.md)
   WS  /v2/flux/{session_id}     transcription only, Deepgram Flux /v2/listen schema (gateway/flux_route.py)
+  GET /, /{file}                the browser client, client/web (gateway/web_route.py); declared last
 
 Replicas are stateless: any replica reaches any session through the registry and the session's host.
 """
@@ -16,7 +17,8 @@ import logging
 from typing import Any
 
 import ray
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import Response
 from ray import serve
 
 from actors.metrics import session_metrics
@@ -24,6 +26,7 @@ from cluster.config import Settings
 from gateway import placement
 from gateway.flux_route import flux_socket
 from gateway.session_route import session_socket
+from gateway.web_route import web_file, web_index
 
 app = FastAPI(title="vani", docs_url=None, redoc_url=None)
 
@@ -62,3 +65,12 @@ class Gateway:
     @app.websocket("/v2/flux/{session_id}")
     async def flux(self, websocket: WebSocket, session_id: str) -> None:
         await flux_socket(websocket, session_id, self.settings, self.registry, self._closes)
+
+    # The browser client. Declared after every API route so those always match first.
+    @app.get("/")
+    async def web_root(self, request: Request) -> Response:
+        return web_index(request)
+
+    @app.get("/{name}")
+    async def web(self, name: str) -> Response:
+        return web_file(name)
