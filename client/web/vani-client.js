@@ -229,7 +229,13 @@ export class VaniClient extends EventTarget {
       this._player.port.onmessage = (e) => this._onPlayback(e.data);
       this._player.connect(this._ctx.destination);
     }
-    if (this._ctx.state !== "running") await this._ctx.resume();
+    if (this._ctx.state !== "running") {
+      // Without a user gesture (e.g. ?autostart=1) the browser may hold the context suspended: do not
+      // wait for it (connect anyway), and resume on the first click.
+      const ctx = this._ctx;
+      ctx.resume().catch(() => {});
+      document.addEventListener("click", () => ctx.state === "suspended" && ctx.resume(), { once: true });
+    }
     // Keep-alive and the backpressure pump run on one timer (WebSocket has no "drained" event).
     this._every(100, () => this._tick());
   }
