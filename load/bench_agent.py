@@ -40,13 +40,15 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 from websockets.asyncio.client import connect
 
 from actors.agent_protocol import decode_audio
 from actors.scheduler import SpeakableChunker
 from adapters.emulator.latency import Latency
 from load.bench_emulators import free_port, start_emulator
-from load.report import memory_of, pct, table, write_json
+from load.local_vani import descendants
+from load.report import cpu_seconds, memory_of, pct, table, write_json
 
 RATE = 16000
 SPEECH_S = 0.8
@@ -84,6 +86,8 @@ class SessionResult:
     warm_overhead: list[float] = field(default_factory=list)  # turns after the first
     per_turn: list[dict[str, float]] = field(default_factory=list)
     turns_done: int = 0
+    frames_in: int = 0  # audio frames received
+    events_in: dict[str, int] = field(default_factory=dict)  # JSON events received, by type
     bleed: int = 0
     stale_frames: int = 0
     errors: list[str] = field(default_factory=list)
@@ -145,12 +149,14 @@ async def one_session(sid: str, url: str, emu: str, turns: int, chunk_s: float, 
                 now = time.monotonic()
                 if isinstance(msg, bytes):
                     turn_id, _i, _pcm = decode_audio(msg)
+                    res.frames_in += 1
                     first_audio.setdefault(turn_id, now)
                     if turn_id in cleared:
                         res.stale_frames += 1
                 else:
                     ev = json.loads(msg)
                     events.append((now, ev))
+                    res.events_in[ev.get("type", "?")] = res.events_in.get(ev.get("type", "?"), 0) + 1
                     if ev.get("type") == "audio.clear":
                         cleared[ev["turn_id"]] = now
                 new.set()
@@ -232,6 +238,7 @@ async def one_session(sid: str, url: str, emu: str, turns: int, chunk_s: float, 
 
 def worker(urls: list[str], emu: str, ids: list[str], turns: int, chunk_s: float, ramp_s: float) -> list[dict]:
     """One load-generator process running its share of sessions on one event loop."""
+    os.nice(15)  # the niceness Ray gives its workers: the load must not outrank what it measures
     lat = Latency()
 
     async def run() -> list[SessionResult]:
@@ -242,11 +249,27 @@ def worker(urls: list[str], emu: str, ids: list[str], turns: int, chunk_s: float
             await asyncio.sleep(ramp_s / max(len(ids), 1))
         return list(await asyncio.gather(*tasks))
 
-    return [r.__dict__ for r in asyncio.run(run())]
+    results = [r.__dict__ for r in asyncio.run(run())]
+    t = os.times()
+    results[0]["loadgen_cpu_s"] = t.user + t.system
+    return results
 
 
-def scenario(vani: Any, emu: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+def cpu_groups(vani: Any, emu_pid: int) -> dict[str, list[int]]:
+    """Where the CPU goes: session hosts, gateway (replicas + Serve proxy), emulator, the rest of Ray."""
+    hosts = vani.host_pids()
+    procs = descendants()
+    proxy = [pid for pid, title in procs if "ProxyActor" in title or "haproxy" in title.lower()]
+    replicas = [pid for pid, title in procs if "ServeReplica:" in title]
+    known = {*hosts, *proxy, *replicas, emu_pid}
+    rest = [pid for pid, title in procs if pid not in known and "ray" in title]
+    return {"hosts": hosts, "replicas": replicas, "proxy": proxy, "emulator": [emu_pid], "ray_other": rest}
+
+
+def scenario(vani: Any, emu: str, emu_pid: int, n: int, args: argparse.Namespace) -> dict[str, Any]:
     urls = vani.replica_urls()
+    groups = cpu_groups(vani, emu_pid)
+    cpu0 = {k: cpu_seconds(v) for k, v in groups.items()}
     ids = [f"bench-{os.getpid()}-{n}-{i}-{int(time.time()) % 100000}" for i in range(n)]
     procs = max(1, min(args.procs, n))
     shares = [ids[p::procs] for p in range(procs)]
@@ -260,7 +283,11 @@ def scenario(vani: Any, emu: str, n: int, args: argparse.Namespace) -> dict[str,
                 peak = mem
             time.sleep(2)
         results = [r for f in futs for r in f.result()]
-    row: dict[str, Any] = {"sessions": n, "chunk_ms": args.chunk_ms, "wall_s": round(time.monotonic() - t0, 1)}
+    wall = time.monotonic() - t0
+    row: dict[str, Any] = {"sessions": n, "chunk_ms": args.chunk_ms, "wall_s": round(wall, 1)}
+    for k, pids in groups.items():  # cores used over the run (1.0 = one core busy all the time)
+        row[f"cpu_{k}"] = round((cpu_seconds(pids) - cpu0[k]) / wall, 2)
+    row["cpu_loadgen"] = round(sum(r.get("loadgen_cpu_s", 0.0) for r in results) / wall, 2)
     names = ["partial", "eot", "first_token", "e2e", "overhead", "warm_overhead", "cold_e2e"]
     for name in [*names, "barge_stop", "clear_gap", "server_total"]:
         values = [v * 1000 for r in results for v in r[name]]
@@ -272,6 +299,15 @@ def scenario(vani: Any, emu: str, n: int, args: argparse.Namespace) -> dict[str,
     row["stale_frames"] = sum(r["stale_frames"] for r in results)
     row["failed_sessions"] = sum(1 for r in results if r["errors"])
     row["error_samples"] = sorted({e for r in results for e in r["errors"]})[:5]
+    kinds: dict[str, int] = {}
+    for r in results:
+        for k, v in r["events_in"].items():
+            kinds[k] = kinds.get(k, 0) + v
+    row["msgs_per_session_s"] = {
+        "audio_out": round(sum(r["frames_in"] for r in results) / n / wall, 2),
+        "audio_in": round(1000 / args.chunk_ms, 2),
+        **{k: round(v / n / wall, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+    }
     row["sample_turns"] = [r["per_turn"] for r in results[:3]]
     row["server_rss_mb"] = peak["rss_mb"]
     row["server_pss_mb"] = peak.get("pss_mb")
@@ -289,6 +325,15 @@ COLUMNS = {
         *("barge_stop_p50", "barge_stop_p95", "barge_stop_p99", "clear_gap_p95"),
     ],
     "health": ["sessions", "wall_s", "bleed", "stale_frames", "failed_sessions", "server_rss_mb", "server_pss_mb"],
+    "cpu (cores)": [
+        "sessions",
+        "cpu_hosts",
+        "cpu_replicas",
+        "cpu_proxy",
+        "cpu_emulator",
+        "cpu_ray_other",
+        "cpu_loadgen",
+    ],
 }
 
 
@@ -310,6 +355,7 @@ def main() -> int:
     port = free_port()
     emu = f"http://127.0.0.1:{port}"
     proc = start_emulator(port)
+    psutil.Process(proc.pid).nice(15)  # as Ray's workers (see worker())
     os.environ.update(env_for(emu))  # dummy credentials; Ray's workers inherit them
     try:
         for _ in range(200):
@@ -332,7 +378,7 @@ def main() -> int:
         rows = []
         with local_vani(args.ingress, gateway_replicas=args.gateway_replicas, **overrides) as vani:
             for n in args.sessions:
-                rows.append(scenario(vani, emu, n, args))
+                rows.append(scenario(vani, emu, proc.pid, n, args))
                 print(f"done: {n} sessions", file=sys.stderr, flush=True)
     finally:
         proc.terminate()
