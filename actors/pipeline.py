@@ -448,6 +448,13 @@ class Pipeline:
             await self.stt.force_end_turn()
 
     # ------------------------------------------------------------------ client control
+    def on_resume(self) -> None:
+        """A resumed connection (its client and its gateway gate) never saw the playing turn's
+        ``audio.start``: announce it again, on the control lane, ahead of the turn's queued audio."""
+        turn = self.turn
+        if not self.flux and turn is not None and turn.outcome == "pending" and turn.audio_format is not None:
+            self.send(ap.audio_start(turn.turn_id, turn.audio_format))
+
     def on_client(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
         if kind == "playback" and self.turn is not None and msg.get("turn_id") == self.turn.turn_id:

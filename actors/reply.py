@@ -163,7 +163,7 @@ class _AudioOut:
         fmt = chunk.format
         pcm = fmt.encoding == "linear16" and fmt.container == "none"
         if self.format is None:
-            self.format = _format(fmt)
+            self.format = self.turn.audio_format = _format(fmt)
             self.bytes_per_s = 2.0 * fmt.sample_rate * fmt.channels if pcm else 0.0
             frame = int(self.bytes_per_s * self.p.settings.audio_frame_ms / 1000)
             self.frame_bytes = frame - frame % 2

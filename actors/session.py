@@ -127,6 +127,8 @@ class Session:
             self.machine.fire("START")
         elif resumed:
             self.machine.fire("RESUME")
+            if self.pipeline is not None:
+                self.pipeline.on_resume()
         if self.pipeline is not None and self.pipeline.flux:
             return self.pipeline.connected_message(self.resume_token, resumed)
         if self.pipeline is not None:

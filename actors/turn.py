@@ -63,6 +63,7 @@ class AssistantTurn:
     played_at_interrupt: float | None = None  # seconds heard when a barge-in / watchdog stopped it
     span: Any = None  # OpenTelemetry span of the turn
     outcome: str = "pending"  # pending | done | interrupted | cancelled | discarded | watchdog
+    audio_format: dict[str, Any] | None = None  # as announced in audio.start (None: no audio yet)
 
     def __post_init__(self) -> None:
         if not self.speculative:

@@ -131,6 +131,32 @@ async def test_fifty_rapid_interruptions_no_stale_audio(vani_cluster, provider_e
     await c.close()
 
 
+async def test_reply_survives_a_dropped_connection(vani_cluster, provider_emulator):
+    """A network drop mid-reply does not interrupt it: the resumed connection is told the playing turn
+    again (``audio.start``, so its gateway gate and its client accept the frames) and gets the rest."""
+    s = sid("drop")
+    reply = " ".join(f"Part {i} of the answer comes now, slowly and clearly." for i in range(3))
+    await script(provider_emulator, s, transcripts=["tell me a story"], reply=reply)
+    c = await AgentClient.connect(agent_url(vani_cluster, s))
+    await c.send_audio(utterance(0.6, 0.5, seed=7))
+    await c.wait_type("audio.start", 20.0, turn_id=1)
+    while c.audio.get(1, 0) == 0:  # noqa: ASYNC110 - the reader task fills c.audio
+        await asyncio.sleep(0.01)
+    await c.close()  # the client goes away mid-reply
+    await asyncio.sleep(1.0)
+    c2 = await AgentClient.connect(agent_url(vani_cluster, s, f"resume_token={c.first['resume_token']}"))
+    assert c2.first["resumed"] is True
+    m = await reply_done(c2, 1, timeout=30.0)
+    assert m["outcome"] == "done" and not m["interrupted"] and m["text"] == reply
+    assert c2.of_type("audio.start", turn_id=1), "the resumed connection is told which turn is playing"
+    assert c2.violations == [] and c2.audio.get(1, 0) > 0
+    end = c2.of_type("audio.end", turn_id=1)[0]
+    expected = end["duration_s"] * 24000 * 2
+    # Frames already on their way to the dead socket are lost with it; the rest arrives.
+    assert c.audio[1] + c2.audio[1] >= 0.8 * expected, (c.audio[1], c2.audio[1], expected)
+    await c2.close()
+
+
 async def test_backchannel_does_not_interrupt(vani_cluster, provider_emulator):
     s = sid("bc")
     await script(

@@ -36,7 +36,10 @@ class VaniPlaybackProcessor extends AudioWorkletProcessor {
   }
 
   onMessage(m) {
-    if (m.type === "start") {
+    if (m.type === "start" && m.turnId === this.turn) {
+      // The server announces the playing turn again to a resumed connection: keep what is buffered.
+      this.rate = m.sampleRate || this.rate;
+    } else if (m.type === "start") {
       this.flush("superseded");
       this.turn = this.cleared.has(m.turnId) ? null : m.turnId;
       this.rate = m.sampleRate || 24000;
