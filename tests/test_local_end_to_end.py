@@ -56,8 +56,15 @@ async def test_agent_turn_on_embedded_models(vani_cluster):
         assert c.audio[1] > 2 * rate * 2.0, "at least 2 s of synthesized speech"
         report = await c.wait_type("LatencyReport", 30.0, turn_id=1)
         assert report["outcome"] == "done" and report["total_latency"] > 0
+        await c.wait_type("conversation", 30.0, to="listening", event="REPLY_DONE")
         states = [(e["from"], e["to"]) for e in c.of_type("conversation")]
-        assert ("transcribing", "thinking") in states and ("speaking", "listening") in states
+        assert states[:5] == [
+            ("idle", "listening"),
+            ("listening", "transcribing"),
+            ("transcribing", "thinking"),
+            ("thinking", "speaking"),
+            ("speaking", "listening"),
+        ], states
         assert c.violations == []
     finally:
         done.set()
