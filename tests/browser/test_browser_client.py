@@ -28,6 +28,7 @@ WEB_FILES = [
     "style.css",
     "ui.js",
     "vani-client.js",
+    "messages.js",
     "transcribe-page.js",
     "agent-page.js",
     "flux-capture-worklet.js",
