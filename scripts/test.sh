@@ -6,5 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh "test,local,voice-gpl"
 .venv/bin/ruff check .
 # Browser tests (tests/browser) use Debian's Chromium and its driver; never a browser download.
-command -v chromium >/dev/null && command -v chromedriver >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+if ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
+fi
 exec .venv/bin/python -m pytest -q -W ignore::DeprecationWarning "$@"
