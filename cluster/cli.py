@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=None, help="HTTP port for the gateway (default 8000)")
     up.add_argument("--mode", choices=["sharded", "actor"], default=None, help="session placement mode")
     up.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
+    up.add_argument(
+        "--ingress", choices=["proxy", "haproxy"], default=None, help="gateway path (default proxy; see load/README.md)"
+    )
     up.set_defaults(func=_lazy("cluster.run", "cmd_up"))
 
     dep = sub.add_parser("deploy", help="deploy the gateway onto a running Ray cluster and exit")

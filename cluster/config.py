@@ -29,6 +29,13 @@ class Settings:
     http_port: int = 8000
     route_prefix: str = "/"
     gateway_replicas: int = 1
+    # How client traffic reaches the gateway replicas (load/README.md has the measurements):
+    #   proxy    Serve's HTTP proxy on http_port (default)
+    #   haproxy  Serve's HAProxy mode: HAProxy on http_port balances to each replica's own server; one
+    #            fixed port like the proxy, near-direct cost (100 sessions x 80 ms: added p95 24 ms vs 703)
+    # Only a Ray that vani starts itself (`vani up` without --address) can be switched: the mode is
+    # read from the environment when Ray starts (RAY_SERVE_ENABLE_HA_PROXY=1 on an existing cluster).
+    ingress: str = "proxy"
     dashboard: bool = True
     dashboard_port: int = 8265
     metrics_export_port: int = 0  # 0 = let Ray choose

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,13 +19,25 @@ from cluster.config import Settings
 log = logging.getLogger("vani")
 
 
+# Serve reads these when Ray starts (its controller and proxies inherit the environment).
+INGRESS_ENV: dict[str, dict[str, str]] = {
+    "proxy": {},
+    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"},
+    "direct": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},  # benchmarks only: a port per replica
+}
+
+
 def connect_ray(settings: Settings) -> dict[str, Any]:
     """``ray.init`` against ``settings.address``, or start a local single-node Ray bound to 127.0.0.1."""
     import ray
 
+    if settings.ingress not in INGRESS_ENV:
+        raise ValueError(f"ingress must be one of {', '.join(INGRESS_ENV)}, not {settings.ingress!r}")
     if ray.is_initialized():
         return {"dashboard_url": None}
     if settings.address:
+        if settings.ingress != "proxy":
+            log.warning("ingress=%s is set by the cluster's environment, not by vani", settings.ingress)
         ctx = ray.init(address=settings.address, namespace=settings.namespace, log_to_driver=False)
     else:
         kwargs: dict[str, Any] = {
@@ -38,6 +51,7 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
         }
         if settings.metrics_export_port:
             kwargs["_metrics_export_port"] = settings.metrics_export_port
+        os.environ.update(INGRESS_ENV[settings.ingress])  # before Ray starts: its processes inherit it
         ctx = ray.init(**kwargs)
     url = ctx.dashboard_url
     return {"dashboard_url": f"http://{url}" if url and not url.startswith("http") else url}
@@ -120,6 +134,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         http_host=getattr(args, "host", None),
         http_port=getattr(args, "port", None),
         placement_mode=getattr(args, "mode", None),
+        ingress=getattr(args, "ingress", None),
         dashboard=False if getattr(args, "no_dashboard", False) else None,
     )
 

@@ -25,11 +25,7 @@ from typing import Any
 
 import psutil
 
-INGRESS_ENV = {
-    "proxy": {},
-    "direct": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},
-    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"},
-}
+from cluster.run import INGRESS_ENV
 
 
 def free_port() -> int:

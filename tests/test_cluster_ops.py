@@ -84,10 +84,12 @@ async def test_10000_frames_20_sessions_as_fast_as_possible_arrive_complete_and_
         assert got == list(range(n))
 
 
-def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("ingress", ["proxy", "haproxy"])
+def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, ingress):
     port = free_port()
     env = {
         **os.environ,
+        "VANI_INGRESS": ingress,
         "VANI_HTTP_PORT": str(port),
         "VANI_DASHBOARD": "false",
         "VANI_HOSTS_PER_NODE": "1",
@@ -137,6 +139,8 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert read_pcm16(str(tmp_path / "tone.reply.wav")) == read_pcm16(str(wav))  # echo: every byte back
         children = psutil.Process(proc.pid).children(recursive=True)
         assert any("raylet" in " ".join(c.cmdline()) for c in children if c.is_running())
+        haproxy = [c for c in children if c.is_running() and "haproxy" in c.name().lower()]
+        assert bool(haproxy) == (ingress == "haproxy"), [c.name() for c in children]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) == 0
         rest = proc.stdout.read()
