@@ -32,6 +32,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -51,14 +52,13 @@ from load.local_vani import descendants
 from load.report import cpu_seconds, memory_of, pct, table, write_json
 
 RATE = 16000
-SPEECH_S = 0.8
-BARGE_S = 1.2
+SPEECH_S = 0.8  # each normal turn
+LONG_TURN_S = 1.2  # the turn whose (long) reply is interrupted
+BARGE_S = 1.2  # the interrupting speech
 
 
 def tokens_to_first_piece(reply: str) -> int:
     """How many emulator tokens the scheduler needs before it cuts the first speakable piece."""
-    import re
-
     chunker = SpeakableChunker()
     for i, tok in enumerate(re.findall(r"\s*\S+", reply), start=1):
         if chunker.feed(tok):
@@ -182,7 +182,7 @@ async def one_session(sid: str, url: str, emu: str, turns: int, chunk_s: float, 
             for t in range(turns + 1):
                 turn_id = t + 1
                 mark = len(events)
-                mic.speak(SPEECH_S if t < turns else 1.2)
+                mic.speak(SPEECH_S if t < turns else LONG_TURN_S)
                 t_eot, eot = await wait("TurnInfo", since=mark, event="EndOfTurn")
                 eos = mic.speech_end_wall
                 for t_ev, ev in events[mark:]:
@@ -200,32 +200,35 @@ async def one_session(sid: str, url: str, emu: str, turns: int, chunk_s: float, 
                     await asyncio.sleep(0.5)
                     mic.speak(BARGE_S)
                     await wait("audio.clear", turn_id=turn_id)
-                    _, rep = await wait("LatencyReport", turn_id=turn_id)
-                    if "interrupt_stop_latency" in rep:
-                        res.barge_stop.append(rep["interrupt_stop_latency"])
                     infos = [(ts, e) for ts, e in events if e.get("type") == "TurnInfo" and ts <= cleared[turn_id]]
                     res.clear_gap.append(cleared[turn_id] - infos[-1][0])
+                _, rep = await wait("LatencyReport", turn_id=turn_id)
+                if "interrupt_stop_latency" in rep:
+                    res.barge_stop.append(rep["interrupt_stop_latency"])
+                if "total_latency" in rep:
+                    res.server_total.append(rep["total_latency"])
                 if eos is None or turn_id not in first_audio:
                     res.errors.append(f"turn {turn_id}: no end of speech / no audio")
                     continue
                 reply = f"Sure. You said: {eot['transcript']}. Anything else?"
-                k = tokens_to_first_piece(reply)
+                tokens = tokens_to_first_piece(reply)
                 eot_wall = math.ceil(lat.eot_ms / 1000 / chunk_s - 1e-9) * chunk_s
-                configured = eot_wall + (lat.ttft_ms + lat.ttfb_ms) / 1000 + (k - 1) / lat.tokens_per_s
+                configured = eot_wall + (lat.ttft_ms + lat.ttfb_ms) / 1000 + (tokens - 1) / lat.tokens_per_s
                 e2e = first_audio[turn_id] - eos
                 res.eot.append(t_eot - eos)
                 res.first_token.append(t_tok - t_eot)
                 res.e2e.append(e2e)
                 res.overhead.append(e2e - configured)
-                (res.cold_e2e if t == 0 else res.warm_overhead).append(e2e if t == 0 else e2e - configured)
-                _, rep = await wait("LatencyReport", turn_id=turn_id)
-                server = {k: v for k, v in rep.items() if k.endswith("_latency")}
+                if t == 0:
+                    res.cold_e2e.append(e2e)
+                else:
+                    res.warm_overhead.append(e2e - configured)
+                server = {name: v for name, v in rep.items() if name.endswith("_latency")}
                 res.per_turn.append(
-                    {"turn": turn_id, "eot": t_eot - eos, "first_token": t_tok - t_eot, "e2e": e2e, **server}
+                    {"turn": turn_id, "eot": t_eot - eos, "first_token": t_tok - t_eot, "e2e": e2e}
+                    | server
                     | {"configured": configured}
                 )
-                if "total_latency" in rep:
-                    res.server_total.append(rep["total_latency"])
                 res.turns_done += 1
             await ws.send(json.dumps({"type": "close"}))
         except (TimeoutError, OSError) as e:
