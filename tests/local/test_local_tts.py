@@ -31,7 +31,6 @@ def test_split_clauses():
 @pytest.mark.parametrize("cls", [PiperTts, EspeakTts])
 @pytest.mark.parametrize("rate", [16000, 24000, 48000])
 async def test_valid_audio_of_plausible_length(cls, rate):
-    pytest.importorskip("piper" if cls is PiperTts else "espeakng_loader")
     chunks, pcm = await synth(cls(None), TEXT, rate)
     assert len(chunks) > 2  # streamed in pieces, not one blob
     assert all(c.format.encoding == "linear16" and c.format.sample_rate == rate for c in chunks)
@@ -47,7 +46,6 @@ async def test_valid_audio_of_plausible_length(cls, rate):
 @pytest.mark.parametrize("cls,max_wer", [(PiperTts, 0.15), (EspeakTts, 0.35)])
 async def test_round_trip_through_whisper(cls, max_wer):
     """Intelligibility without listening: synthesise at 16 kHz, transcribe with the local Whisper."""
-    pytest.importorskip("faster_whisper")
     from adapters.local import whisper_final
 
     _, pcm = await synth(cls(None), TEXT, 16000)
@@ -56,7 +54,6 @@ async def test_round_trip_through_whisper(cls, max_wer):
 
 
 async def test_first_clause_arrives_before_the_rest_is_synthesised():
-    pytest.importorskip("espeakng_loader")
     text = "First clause here. " + "Then a much longer second sentence follows. " * 3
     gen = EspeakTts(None).synthesize(text, TtsOptions())
     first = await gen.__anext__()
