@@ -18,10 +18,14 @@ Gateway <-> session host ("link", one websocket per client connection, loopback 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import struct
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+log = logging.getLogger("vani.protocol")
 
 SEQ = struct.Struct(">Q")
 AUDIO_FORMAT = {"encoding": "linear16", "sample_rate": 16000, "channels": 1}
@@ -53,7 +57,26 @@ def decode_frame(data: bytes) -> tuple[int, bytes]:
 
 
 def dumps(msg: dict[str, Any]) -> str:
-    return json.dumps(msg, separators=(",", ":"))
+    """Compact, strict JSON: never bare ``NaN`` / ``Infinity`` (not JSON; browsers' parsers reject them).
+
+    A non-finite number that slipped into a message becomes ``null`` (logged) rather than raising into
+    the session's code path, which would end the session over one field.
+    """
+    try:
+        return json.dumps(msg, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        log.warning("non-finite number in outgoing %r message replaced by null", msg.get("type"))
+        return json.dumps(_finite(msg), separators=(",", ":"), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass

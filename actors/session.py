@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
@@ -18,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actors import protocol
+from actors import client_json, protocol
+from actors.client_json import ClientJsonError
 from actors.echo import run_echo
 from actors.flood import FloodGuard
 from actors.outbound import CloseRequest, OutboundQueue
@@ -210,7 +210,11 @@ class Session:
 
     def on_control(self, raw: str) -> None:
         """A validated client JSON message (the gateway already checked it parses and its type)."""
-        msg = json.loads(raw)
+        try:  # same bounds as the gateway's: a bad message must never end the link's read loop
+            msg = client_json.parse_message(raw)
+        except ClientJsonError as exc:
+            self.outbound.put_control(protocol.error(exc.code, exc.message))
+            return
         kind = msg.get("type")
         try:
             if self.pipeline is not None and kind in self.pipeline.client_types:

@@ -19,6 +19,10 @@ from cluster.config import Settings
 log = logging.getLogger("vani")
 
 
+# Serve calls this in every process running its HTTP server: fixes for oversized WebSocket upgrades
+# and absolute-form targets (gateway/ingress_guard.py). Set in Ray's environment before Ray starts.
+PROXY_CALLBACK_ENV = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "gateway.ingress_guard.proxy_callback"}
+
 # Serve reads these when Ray starts (its controller and proxies inherit the environment).
 INGRESS_ENV: dict[str, dict[str, str]] = {
     "proxy": {},
@@ -52,6 +56,8 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
         if settings.metrics_export_port:
             kwargs["_metrics_export_port"] = settings.metrics_export_port
         os.environ.update(INGRESS_ENV[settings.ingress])  # before Ray starts: its processes inherit it
+        for key, value in PROXY_CALLBACK_ENV.items():
+            os.environ.setdefault(key, value)
         ctx = ray.init(**kwargs)
     url = ctx.dashboard_url
     return {"dashboard_url": f"http://{url}" if url and not url.startswith("http") else url}

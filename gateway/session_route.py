@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from actors import protocol
+from actors import client_json, protocol
 from actors.protocol import CLIENT_TYPES, Close
 from cluster.config import SESSION_ID_PATTERN, SessionLimits, Settings
 from gateway.dialect import Dialect, dialect_for, session_limits
@@ -51,7 +51,10 @@ def authorized(settings: Settings, ws: WebSocket) -> bool:
     if not settings.api_key:
         return True
     header = ws.headers.get("authorization", "")
-    token = header[7:] if header.lower().startswith("bearer ") else ws.query_params.get("token", "")
+    tokens = ws.query_params.getlist("token")
+    if len(tokens) > 1:  # ambiguous: refused, never "the last one wins"
+        return False
+    token = header[7:] if header.lower().startswith("bearer ") else (tokens or [""])[0]
     return secrets.compare_digest(token.encode(), settings.api_key.encode())
 
 
@@ -91,7 +94,8 @@ async def session_socket(
     """Serve one client connection for its whole life (``mode`` defaults to ``settings.session_mode``)."""
     mode = mode or settings.session_mode
     limits = session_limits(settings, mode, ws.query_params)
-    if not SESSION_ID_RE.match(session_id) or not authorized(settings, ws) or isinstance(limits, str):
+    ambiguous = len(ws.query_params.getlist("resume_token")) > 1
+    if not SESSION_ID_RE.fullmatch(session_id) or not authorized(settings, ws) or isinstance(limits, str) or ambiguous:
         # Refused before upgrade: the client gets HTTP 403 and no websocket.
         await ws.close(code=Close.POLICY)
         closes.inc(tags={"code": "403"})
@@ -159,7 +163,8 @@ async def _client_to_link(
                     dialect.error("odd_length", f"PCM16 frame of {len(data)} bytes is not a whole number of samples")
                 )
                 continue
-            if not data:
+            if not data:  # nothing to play, but say so: a client that sends it has a bug
+                await ws.send_text(dialect.error("empty_frame", "binary frames must hold at least one PCM16 sample"))
                 continue
             try:
                 await link.send(protocol.encode_frame(seq, data))
@@ -181,15 +186,8 @@ async def _client_to_link(
 
 
 def _check_text(text: str, client_types: frozenset[str] = CLIENT_TYPES) -> tuple[str, str] | None:
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return ("bad_json", "text frames must be JSON objects")
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        return ("bad_message", "JSON messages need a string 'type'")
-    if obj["type"] not in client_types:
-        return ("unknown_type", f"unknown message type {obj['type']!r}; expected one of {sorted(client_types)}")
-    return None
+    """Bounded size, depth and finite numbers (actors/client_json.py), then the route's message types."""
+    return client_json.check(text, client_types)
 
 
 async def _link_to_client(ws: WebSocket, link: ClientConnection, outcome: dict[str, Any], dialect: Dialect) -> None:
@@ -212,11 +210,16 @@ async def _link_to_client(ws: WebSocket, link: ClientConnection, outcome: dict[s
 
 
 async def _link_closed(ws: WebSocket, link: ClientConnection, outcome: dict[str, Any]) -> None:
-    """The host closed the link: pass its close code on, or report a crash if it just vanished."""
+    """The host closed the link: pass its close code on, or report a crash if it just vanished.
+
+    Both pump directions may see the same end; the first one decides and reports it, once.
+    """
+    if "close" in outcome:
+        return
     rcvd = link.protocol.close_rcvd
     if rcvd is not None and rcvd.code not in (1005, 1006):
-        outcome.setdefault("close", (rcvd.code, rcvd.reason))
+        outcome["close"] = (rcvd.code, rcvd.reason)
         return
+    outcome["close"] = (Close.INTERNAL, "session host lost")  # before the await: the other pump sees it
     with contextlib.suppress(Exception):
         await ws.send_text(protocol.error("session_lost", "the session's host stopped unexpectedly"))
-    outcome.setdefault("close", (Close.INTERNAL, "session host lost"))

@@ -34,6 +34,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from cluster.run import PROXY_CALLBACK_ENV  # noqa: E402 (needs ROOT on the path)
+
+# vani's fixes for the HTTP ingress, installed as `vani up` installs them (gateway/ingress_guard.py).
+os.environ.update(PROXY_CALLBACK_ENV)
+
 STRICT_KEY = "s3cret-test-key"
 
 
