@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from actors import agent_protocol as ap
+from actors.audio_duration import Framer, framer_for
 from actors.scheduler import SpeakableChunker
 from actors.turn import AssistantTurn, SpokenPiece
 from adapters.base import ChatMessage, LlmToken, LlmToolCall, ProviderError, TtsChunk
@@ -143,43 +144,41 @@ async def _speak(p: Pipeline, turn: AssistantTurn, pieces: asyncio.Queue[str | N
 
 
 class _AudioOut:
-    """A turn's audio on its way out: whole samples, paced, coalesced into frames of ``audio_frame_ms``.
+    """A turn's audio on its way out: whole codec frames (whole samples for PCM), paced by their
+    duration (``actors/audio_duration.py``), coalesced into frames of ``audio_frame_ms``.
 
-    The first frame goes out at once (it is the user-perceived latency); later PCM waits until a frame's
+    The first frame goes out at once (it is the user-perceived latency); later audio waits until a frame's
     worth has arrived (or the piece ends), which cuts per-frame work without a delay anyone hears.
     """
 
     def __init__(self, p: Pipeline, turn: AssistantTurn) -> None:
         self.p, self.turn = p, turn
         self.lead = p.settings.playout_lead_ms / 1000.0
+        self.frame_s = p.settings.audio_frame_ms / 1000.0
         self.index = 0
-        self.carry = b""  # an odd trailing byte, completed by the next chunk
-        self.pending = b""
         self.format: dict[str, object] | None = None  # announced in audio.start with the first chunk
-        self.bytes_per_s = 0.0
-        self.frame_bytes = 0
+        self.framer: Framer | None = None
 
     async def add(self, chunk: TtsChunk, piece: SpokenPiece) -> None:
-        fmt = chunk.format
-        pcm = fmt.encoding == "linear16" and fmt.container == "none"
-        if self.format is None:
+        if self.framer is None:
+            fmt = chunk.format
             self.format = self.turn.audio_format = _format(fmt)
-            self.bytes_per_s = 2.0 * fmt.sample_rate * fmt.channels if pcm else 0.0
-            frame = int(self.bytes_per_s * self.p.settings.audio_frame_ms / 1000)
-            self.frame_bytes = frame - frame % 2
+            self.framer = framer_for(
+                fmt.encoding, fmt.container, fmt.sample_rate, fmt.channels, self.p.settings.tts_bit_rate
+            )
             self.p.send(ap.audio_start(self.turn.turn_id, self.format))
-        data = self.carry + chunk.audio
-        self.carry = b""
-        if pcm and len(data) % 2:  # keep whole samples in every frame
-            data, self.carry = data[:-1], data[-1:]
-        self.pending += data
-        if self.pending and (self.index == 0 or len(self.pending) >= self.frame_bytes):
-            await self.flush(piece)
+        self.framer.feed(chunk.audio)
+        if self.framer.has_frames() and (self.index == 0 or self.framer.ready_s() >= self.frame_s - 1e-9):
+            await self._send(*self.framer.take(), piece)
 
     async def flush(self, piece: SpokenPiece) -> None:
-        if not self.pending:
+        """The piece's TTS stream ended: send what is left of it."""
+        if self.framer is not None:
+            await self._send(*self.framer.rest(), piece)
+
+    async def _send(self, data: bytes, seconds: float, piece: SpokenPiece) -> None:
+        if not data:
             return
-        data, self.pending = self.pending, b""
         turn = self.turn
         await _pace(turn, self.lead)
         await self.p.outbound.put_audio(ap.encode_audio(turn.turn_id, self.index, data))
@@ -187,9 +186,8 @@ class _AudioOut:
         if turn.playback_t0 is None:
             turn.playback_t0 = turn.timings.first_audio = time.monotonic()
             self.p.post("AUDIO_STARTED", turn.turn_id)
-        if self.bytes_per_s:
-            turn.audio_s += len(data) / self.bytes_per_s
-            piece.duration_s += len(data) / self.bytes_per_s
+        turn.audio_s += seconds
+        piece.duration_s += seconds
 
 
 async def _pace(turn: AssistantTurn, lead: float) -> None:

@@ -49,7 +49,9 @@ class Settings:
     echo_delay_ms: float = 500.0
     max_frame_bytes: int = 65536
     outbound_cap_bytes: int = 131072
-    inbound_ring_bytes: int = 262144  # ~8 s of 16 kHz PCM16
+    # Inbound audio waiting for the session (echo engine or STT), every mode: 128 KB = 4 s of 16 kHz PCM16
+    # at most; past that the session stops reading its link and backpressure reaches the client.
+    inbound_ring_bytes: int = 131072
     # A client may run ahead of real time by at most flood_burst_s seconds of audio, refilled
     # at flood_rate x real time; past that it is closed with 1008. 0 disables the guard.
     flood_burst_s: float = 20.0

@@ -103,9 +103,7 @@ def session_limits(settings: Settings, mode: str, query: Mapping[str, Any]) -> S
         return "vani accepts encoding=linear16 and sample_rate=16000 only"
     chosen = settings.replace(**overrides)
     settings_dict = {**chosen.to_dict(), "api_key": None}  # never ship the gateway's key to hosts
-    # 128 KB of inbound audio (4 s) waits for the STT at most; past that the session stops reading its
-    # link and backpressure reaches the client.
-    return _with(limits, mode=mode, settings=settings_dict, inbound_ring_bytes=131072)
+    return _with(limits, mode=mode, settings=settings_dict)
 
 
 def _with(limits: SessionLimits, **changes: Any) -> SessionLimits:

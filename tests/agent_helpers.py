@@ -43,6 +43,8 @@ class AgentClient:
     events: list[dict[str, Any]] = field(default_factory=list)
     audio: dict[int, int] = field(default_factory=dict)  # turn_id -> bytes received
     frames: dict[int, list[int]] = field(default_factory=dict)  # turn_id -> payload size of each frame
+    payloads: dict[int, list[bytes]] = field(default_factory=dict)  # turn_id -> each frame's audio bytes
+    audio_at: dict[int, list[float]] = field(default_factory=dict)  # turn_id -> arrival time of each frame
     cleared: set[int] = field(default_factory=set)
     violations: list[str] = field(default_factory=list)
     current: int | None = None
@@ -69,6 +71,8 @@ class AgentClient:
                     self.violations.append(f"audio of turn {turn_id} while turn {self.current} is current")
                 self.audio[turn_id] = self.audio.get(turn_id, 0) + len(payload)
                 self.frames.setdefault(turn_id, []).append(len(payload))
+                self.payloads.setdefault(turn_id, []).append(payload)
+                self.audio_at.setdefault(turn_id, []).append(time.monotonic())
                 self.first_audio_at.setdefault(turn_id, time.monotonic())
             else:
                 ev = json.loads(msg)

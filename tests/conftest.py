@@ -9,6 +9,7 @@ prefix on one Serve HTTP port, so tests can use different limits without restart
   /actor   one detached actor per session, 3 s TTL
   /agent   voice-agent sessions (and /agent/v2/flux transcription sessions) on the provider emulator
   /local   voice-agent and transcription sessions on the embedded offline models (the `vani up` default)
+  /mp3     like /agent, with MP3 TTS and a 96 KB inbound ring
 
 The phase-1 apps run ``session_mode="echo"``. The provider emulator runs in its own process on
 127.0.0.1 (``provider_emulator``), started before the cluster so the agent apps can point at it.
@@ -94,6 +95,8 @@ APPS = {
     ),
     "actor": dict(route_prefix="/actor", placement_mode="actor", echo_delay_ms=0, session_ttl_s=3.0),
     "agent": dict(route_prefix="/agent", **AGENT),
+    # Aura's MP3 (paced by frame headers, actors/audio_duration.py) and a non-default inbound ring.
+    "mp3": dict(route_prefix="/mp3", **{**AGENT, "tts_encoding": "mp3", "inbound_ring_bytes": 98304}),
     # The embedded offline default (real models, no network): what `vani up` runs.
     "local": dict(route_prefix="/local", session_mode="agent", flood_burst_s=0, session_ttl_s=5.0),
 }

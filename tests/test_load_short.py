@@ -47,10 +47,13 @@ async def test_soak_60s_no_loss_and_bounded_host_rss(vani_cluster):
     pids = await _host_pids()
     spec = StreamSpec(frame_ms=20, seconds=60, drain_s=30)
     samples: list[float] = []
+    uss: list[float] = []
 
     async def sample_rss() -> None:
         while True:
-            samples.append(memory_of(pids)["rss_mb"])
+            m = memory_of(pids)
+            samples.append(m["rss_mb"])
+            uss.append(m["uss_mb"])
             await asyncio.sleep(5)
 
     sampler = asyncio.create_task(sample_rss())
@@ -65,4 +68,5 @@ async def test_soak_60s_no_loss_and_bounded_host_rss(vani_cluster):
     assert v["lost"] == 0 and v["reordered"] == 0 and v["duplicates"] == 0 and v["corrupt"] == 0, v
     # Generous: 4 sessions hold < 2 MB of buffers each; 100 MB of growth over a minute would be a leak.
     warm = samples[2:] or samples
+    print("RSS", samples, "USS", uss)
     assert max(warm) - warm[0] < 100, samples

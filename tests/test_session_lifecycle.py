@@ -71,7 +71,9 @@ async def test_second_connection_needs_the_token_and_then_takes_over(vani_cluste
         await VaniSession.connect(url, first.session_id, resume_token="wrong-token")
     assert err.value.code == 4409
     second = await VaniSession.connect(url, first.session_id, resume_token=first.resume_token)
-    assert second.started["resumed"] is False or second.started["counters"]["connections"] == 2
+    # The same session, taken over (not resumed from suspension: it never was suspended).
+    assert second.started["resume_token"] == first.resume_token and second.started["counters"]["connections"] == 2
+    assert second.started["resumed"] is False and second.started["state"] == "streaming"
     with pytest.raises(ConnectionClosed):
         await first.recv_audio(5)
     assert first.close_code == 4000

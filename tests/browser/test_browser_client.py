@@ -214,12 +214,26 @@ def test_refused_and_taken_sessions_shown_in_plain_words(vani_cluster, provider_
         assert "already open somewhere else" in st["error"] and st["stats"]["reconnects"] == 0
 
 
+LOCAL_TURNS = 3  # the fake microphone's loop may start mid-sentence: one of the first turns is whole
+
+
 def test_transcription_page_on_local_models_hears_the_words(vani_cluster, browser):
-    """``/local`` runs the embedded offline STT: the recording's real words come back."""
+    """``/local`` runs the embedded offline STT: the recording's real words come back.
+
+    Each loop of the fake microphone is one user turn, but where the first loop starts (relative to when
+    the page starts sending) is up to the browser, so the first turn may be cut: one of the first
+    ``LOCAL_TURNS`` final transcripts must match the recording (measured WER ~0.07)."""
     open_page(browser, f"{vani_cluster.http_url('local')}/transcribe.html?session={sid('web-local')}")
-    wait_state(browser, lambda st: st["history"], "a final transcript from the offline STT", timeout=2 * WAIT_S)
-    first = state(browser)["history"][0]
-    assert wer(BOOKING_TEXT, first) <= 0.3, first  # measured ~0.07; margin for the browser's processing
+
+    def matching(st: dict[str, Any]) -> str | None:
+        turns = st["history"][:LOCAL_TURNS]
+        best = min(turns, key=lambda h: wer(BOOKING_TEXT, h), default=None)
+        if best is not None and wer(BOOKING_TEXT, best) <= 0.3:
+            return best
+        assert len(turns) < LOCAL_TURNS, f"none of the first {LOCAL_TURNS} turns matches {BOOKING_TEXT!r}: {turns}"
+        return None
+
+    wait_state(browser, matching, "a final transcript of the whole recording", timeout=(1 + LOCAL_TURNS) * WAIT_S)
 
 
 PLAYBACK_SCRIPT = """
