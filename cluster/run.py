@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from cluster.config import Settings
+from gateway.proxy_hook import PROXY_ENV
 
 log = logging.getLogger("vani")
 
@@ -52,6 +53,7 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
         if settings.metrics_export_port:
             kwargs["_metrics_export_port"] = settings.metrics_export_port
         os.environ.update(INGRESS_ENV[settings.ingress])  # before Ray starts: its processes inherit it
+        os.environ.update(PROXY_ENV)  # websocket pings without a pong deadline (gateway/proxy_hook.py)
         ctx = ray.init(**kwargs)
     url = ctx.dashboard_url
     return {"dashboard_url": f"http://{url}" if url and not url.startswith("http") else url}

@@ -34,6 +34,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from gateway.proxy_hook import PROXY_ENV  # noqa: E402
+
+os.environ.update(PROXY_ENV)  # Serve's proxy: websocket pings without a pong deadline, as `vani up` runs it
+
 STRICT_KEY = "s3cret-test-key"
 
 
