@@ -1,9 +1,15 @@
-"""Flood guard: a token bucket over seconds of audio.
+"""Flood guard on the client's own timeline.
 
-A real-time client sends one second of audio per second. The bucket holds ``burst_s`` seconds and
-refills at ``rate`` x real time, so a client may run ahead of real time for a while (a reconnect
-replaying its buffer, a WAV upload) but one that sends much faster than real time for long empties
-the bucket and is closed with 1008. ``burst_s <= 0`` disables the guard.
+A real-time client sends one second of audio per second of wall time. The gateway counts the audio a
+connection has received against the wall time since it was accepted: the client may be ahead of real
+time by at most ``burst_s`` seconds of audio plus ``rate - 1`` x the elapsed time (a reconnect
+replaying its buffer, a WAV upload). Past that the connection is closed with 1008.
+
+Why received audio vs elapsed time, not a token bucket on arrival times: a server stall delays the
+client's frames and then delivers them in a burst. The audio received by any moment is at most the
+audio the client had sent by then, and the client cannot have sent more than real time since it
+connected, so a stall can only make received audio lag; it can never push a real-time client over
+the line. ``burst_s <= 0`` disables the guard.
 """
 
 from __future__ import annotations
@@ -17,22 +23,23 @@ BYTES_PER_SECOND = 32000  # 16 kHz mono PCM16
 class FloodGuard:
     burst_s: float
     rate: float
-    tokens: float = field(init=False)
-    last: float | None = field(default=None, init=False)
-
-    def __post_init__(self) -> None:
-        self.tokens = self.burst_s
+    start: float  # monotonic time the connection was accepted: before the client could send anything
+    audio_s: float = field(default=0.0, init=False)
 
     @property
     def enabled(self) -> bool:
         return self.burst_s > 0
 
+    def allowed_s(self, now: float) -> float:
+        """Seconds of audio the client may have sent by ``now``."""
+        return self.burst_s + self.rate * max(0.0, now - self.start)
+
     def admit(self, nbytes: int, now: float) -> bool:
-        """Charge ``nbytes`` of audio; False once the client is flooding."""
+        """Count ``nbytes`` of audio received at ``now``; False once the client is flooding."""
         if not self.enabled:
             return True
-        if self.last is not None:
-            self.tokens = min(self.burst_s, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        self.tokens -= nbytes / BYTES_PER_SECOND
-        return self.tokens >= 0
+        self.audio_s += nbytes / BYTES_PER_SECOND
+        return self.audio_s <= self.allowed_s(now)
+
+    def reason(self) -> str:
+        return f"flood: more than {self.burst_s:g} s + {self.rate:g}x real time of audio since the connection opened"

@@ -19,6 +19,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from actors import protocol
+from actors.loop_lag import LoopLag
 from actors.metrics import session_metrics
 from actors.protocol import Close
 from actors.ring_buffer import FrameMeta
@@ -45,6 +46,8 @@ class SessionHost:
         self._rss_task: asyncio.Task | None = None
         self._metrics = session_metrics()
         self._tags = {"host": name}
+        self._lag = LoopLag(self._report_lag)  # started with the link server
+        self._registry = None
         warm_up()  # the first session's first reply must not pay the provider client's set-up
 
     async def ready(self) -> dict:
@@ -64,6 +67,7 @@ class SessionHost:
             port = self._server.sockets[0].getsockname()[1]
             self._address = f"ws://{ip}:{port}"
             self._rss_task = asyncio.get_running_loop().create_task(self._report_rss())
+            self._lag.ensure_started()
             log.info("host %s listening on %s (pid %d)", self.name, self._address, os.getpid())
         return {
             "name": self.name,
@@ -89,6 +93,7 @@ class SessionHost:
             await s.aclose()
         if self._rss_task is not None:
             self._rss_task.cancel()
+        await self._lag.stop()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -159,6 +164,14 @@ class SessionHost:
 
     def _session_dropped(self, session: Session, reason: str) -> None:
         self._metrics.frames_dropped.inc(tags={**self._tags, "reason": reason})
+
+    def _report_lag(self, lag_ms: float) -> None:
+        """Every lag tick: the gauge, and the registry (admission by load skips hosts that are behind)."""
+        self._metrics.loop_lag_ms.set(lag_ms, tags={"process": self.name})
+        with contextlib.suppress(Exception):
+            if self._registry is None:
+                self._registry = ray.get_actor(self.registry_name, namespace=self.namespace)
+            self._registry.report_load.remote(self.name, lag_ms)
 
     async def _report_rss(self) -> None:
         # Gauges are re-reported periodically so the exporter always has a fresh value.

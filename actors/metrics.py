@@ -25,6 +25,7 @@ class SessionMetrics:
     closes: rm.Counter
     added_latency_ms: rm.Histogram
     host_rss_bytes: rm.Gauge
+    loop_lag_ms: rm.Gauge
 
     def record_rss(self, host: str) -> None:
         self.host_rss_bytes.set(psutil.Process(os.getpid()).memory_info().rss, tags={"host": host})
@@ -54,4 +55,9 @@ def session_metrics() -> SessionMetrics:
             tag_keys=("host",),
         ),
         host_rss_bytes=rm.Gauge("vani_host_rss_bytes", "Resident memory of a session host", tag_keys=("host",)),
+        loop_lag_ms=rm.Gauge(
+            "vani_loop_lag_ms",
+            "Smoothed event-loop lag of a session host or gateway replica (admission by load)",
+            tag_keys=("process",),
+        ),
     )

@@ -49,6 +49,8 @@ class VaniSession:
             url += "?" + "&".join(query)
         kwargs.setdefault("max_size", 1 << 20)
         kwargs.setdefault("compression", None)
+        # Ping, but never close for a late pong: under load the server's pong waits behind audio.
+        kwargs.setdefault("ping_timeout", None)
         ws = await connect(url, **kwargs)
         try:
             first = json.loads(await ws.recv())

@@ -52,10 +52,15 @@ class Settings:
     # Inbound audio waiting for the session (echo engine or STT), every mode: 128 KB = 4 s of 16 kHz PCM16
     # at most; past that the session stops reading its link and backpressure reaches the client.
     inbound_ring_bytes: int = 131072
-    # A client may run ahead of real time by at most flood_burst_s seconds of audio, refilled
-    # at flood_rate x real time; past that it is closed with 1008. 0 disables the guard.
+    # Flood guard, measured at the gateway on the client's own timeline: a connection may have sent at
+    # most flood_burst_s + flood_rate x (seconds since it was accepted) of audio; past that it is closed
+    # with 1008. A server stall can only make received audio lag. 0 disables the guard.
     flood_burst_s: float = 20.0
     flood_rate: float = 2.0
+    # Admission by load: a gateway replica or session host whose smoothed event-loop lag is at least
+    # this (or a host that has not reported for a few seconds) takes no NEW sessions (1013); existing
+    # sessions keep running. 0 disables. See actors/loop_lag.py.
+    overload_lag_ms: float = 500.0
     api_key: str | None = None
     log_level: str = "INFO"
     # --- providers (adapters/registry.py) --------------------------------------------------

@@ -29,10 +29,14 @@ _ABSOLUTE_RAW = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
 
 
 def proxy_callback() -> list[Any]:
-    """Serve's HTTP proxy callback: install fix 1, return fix 2 as a middleware."""
+    """Serve's HTTP proxy callback: install fix 1 and the ping fix (gateway/proxy_hook.py), return fix 2
+    as a middleware. Serve takes one callback, so this is vani's single entry point for its HTTP servers."""
     from starlette.middleware import Middleware
 
+    from gateway.proxy_hook import keep_pings_drop_timeout
+
     flush_rejected_handshakes()
+    keep_pings_drop_timeout()
     return [Middleware(OriginFormTarget)]
 
 

@@ -20,6 +20,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.host import SessionHost
+from actors.loop_lag import behind
 from actors.protocol import Close
 from cluster.config import Settings
 from gateway import placement
@@ -54,6 +55,7 @@ class Registry:
         self.ns = self.settings.namespace
         self.hosts: dict[str, HostInfo] = {}
         self.sessions: dict[str, Entry] = {}
+        self.loads: dict[str, tuple[float, float]] = {}  # host -> (smoothed loop lag ms, when reported)
         self._loop_task: asyncio.Task | None = None
         self.refused = 0
 
@@ -65,13 +67,20 @@ class Registry:
         return await self.status()
 
     # ------------------------------------------------------------------ data-plane entry points
-    async def place(self, session_id: str) -> dict[str, Any]:
-        """Admit (if new) and locate ``session_id``. Returns ``{ok, address, host}`` or a refusal."""
+    async def place(self, session_id: str, new_ok: bool = True) -> dict[str, Any]:
+        """Admit (if new) and locate ``session_id``. Returns ``{ok, address, host}`` or a refusal.
+
+        ``new_ok=False``: the calling gateway replica is behind real time; it may reach existing
+        sessions but takes no new ones.
+        """
         entry = self.sessions.get(session_id)
         if entry is None:
             if len(self.sessions) >= self.settings.max_sessions:
                 self.refused += 1
                 return {"ok": False, "code": Close.TRY_AGAIN, "reason": "try again later: max sessions reached"}
+            if not new_ok or self._hosts_all_behind():
+                self.refused += 1
+                return {"ok": False, "code": Close.TRY_AGAIN, "reason": "try again later: overloaded"}
             entry = self._reserve(session_id)
             if entry is None:
                 return {"ok": False, "code": Close.TRY_AGAIN, "reason": "try again later: no session hosts"}
@@ -92,12 +101,27 @@ class Registry:
                 info.address = (await info.handle.ready.remote())["address"]
         return await self.place(session_id)
 
+    async def report_load(self, host: str, lag_ms: float) -> None:
+        """A session host's smoothed event-loop lag (every ``actors.loop_lag.PERIOD_S``)."""
+        self.loads[host] = (lag_ms, time.monotonic())
+
+    def _behind(self, host: str) -> bool:
+        load = self.loads.get(host)
+        if load is None:  # not reported yet: a host that just started
+            return False
+        return behind(load[0], load[1], time.monotonic(), self.settings.overload_lag_ms)
+
+    def _hosts_all_behind(self) -> bool:
+        live = [h.name for h in self.hosts.values() if h.address]
+        return self.settings.placement_mode == "sharded" and bool(live) and all(self._behind(h) for h in live)
+
     async def release(self, session_id: str, host: str) -> None:
         entry = self.sessions.get(session_id)
         if entry is None or entry.host != host:
             return
         del self.sessions[session_id]
         if self.settings.placement_mode == "actor":
+            self.loads.pop(host, None)
             info = self.hosts.pop(host, None)
             if info is not None:
                 ray.kill(info.handle, no_restart=True)
@@ -110,7 +134,8 @@ class Registry:
             entry = Entry(host=name)
             entry.ready = asyncio.get_running_loop().create_task(self._start_session_actor(name, session_id))
         else:
-            live = [h.name for h in self.hosts.values() if h.address]
+            # Hosts that are behind real time take no new sessions (place() refuses when all are).
+            live = [h.name for h in self.hosts.values() if h.address and not self._behind(h.name)]
             chosen = placement.choose_host(session_id, live)
             if chosen is None:
                 return None
@@ -167,6 +192,7 @@ class Registry:
             if info.node_id not in alive:
                 log.warning("host %s lost with its node", name)
                 self.hosts.pop(name)
+                self.loads.pop(name, None)
                 self._forget_host_sessions(name)
         if self.settings.placement_mode != "sharded":
             return
@@ -224,7 +250,14 @@ class Registry:
             "sessions": len(self.sessions),
             "refused": self.refused,
             "hosts": [
-                {"name": h.name, "node_id": h.node_id, "address": h.address, "sessions": per_host.get(h.name, 0)}
+                {
+                    "name": h.name,
+                    "node_id": h.node_id,
+                    "address": h.address,
+                    "sessions": per_host.get(h.name, 0),
+                    "loop_lag_ms": self.loads.get(h.name, (None, 0.0))[0],
+                    "overloaded": self._behind(h.name),
+                }
                 for h in self.hosts.values()
             ],
             "nodes": sorted({h.node_id for h in self.hosts.values()}),

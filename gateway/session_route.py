@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from actors import client_json, protocol
+from actors.flood import FloodGuard
+from actors.loop_lag import LoopLag
+from actors.metrics import session_metrics
 from actors.protocol import CLIENT_TYPES, Close
 from cluster.config import SESSION_ID_PATTERN, SessionLimits, Settings
 from gateway.dialect import Dialect, dialect_for, session_limits
@@ -47,6 +52,13 @@ def gateway_id() -> str:
         return "unknown"
 
 
+@functools.cache
+def replica_lag() -> LoopLag:
+    """This gateway replica's event-loop lag (one per process; started by the first connection)."""
+    gauge, tags = session_metrics().loop_lag_ms, {"process": f"gateway-{gateway_id()}"}
+    return LoopLag(lambda lag_ms: gauge.set(lag_ms, tags=tags))
+
+
 def authorized(settings: Settings, ws: WebSocket) -> bool:
     if not settings.api_key:
         return True
@@ -58,9 +70,14 @@ def authorized(settings: Settings, ws: WebSocket) -> bool:
     return secrets.compare_digest(token.encode(), settings.api_key.encode())
 
 
-async def open_link(registry: Any, session_id: str, resume_token: str | None, limits: SessionLimits):
-    """Place the session and open its link. Returns ``(link, opened_msg)`` or a ``Refusal``."""
-    placed = await registry.place.remote(session_id)
+async def open_link(
+    registry: Any, session_id: str, resume_token: str | None, limits: SessionLimits, new_ok: bool = True
+):
+    """Place the session and open its link. Returns ``(link, opened_msg)`` or a ``Refusal``.
+
+    ``new_ok=False`` (this replica is behind real time): existing sessions only, a new one gets 1013.
+    """
+    placed = await registry.place.remote(session_id, new_ok)
     for attempt in range(2):
         if not placed["ok"]:
             return Refusal(placed["code"], placed["reason"])
@@ -101,11 +118,15 @@ async def session_socket(
         closes.inc(tags={"code": "403"})
         return
     resume = ws.query_params.get("resume_token") or ws.headers.get("x-resume-token")
+    lag = replica_lag()
+    lag.ensure_started()
     try:
-        result = await open_link(registry, session_id, resume, limits)
+        result = await open_link(registry, session_id, resume, limits, not lag.overloaded(settings.overload_lag_ms))
     except Exception:
         log.exception("opening session %s failed", session_id)
         result = Refusal(Close.INTERNAL, "session unavailable")
+    # The client's timeline starts here: it cannot send audio before the accept reaches it.
+    flood = FloodGuard(settings.flood_burst_s, settings.flood_rate, time.monotonic())
     await ws.accept()
     if isinstance(result, Refusal):
         await ws.close(code=result.code, reason=result.reason)
@@ -115,16 +136,16 @@ async def session_socket(
     started = opened["started"]
     started["gateway"] = gateway_id()
     await ws.send_text(protocol.dumps(started))
-    code, _reason = await _pump(ws, link, opened["next_seq"], settings, dialect_for(mode))
+    code, _reason = await _pump(ws, link, opened["next_seq"], settings, dialect_for(mode), flood)
     closes.inc(tags={"code": str(code)})
 
 
 async def _pump(
-    ws: WebSocket, link: ClientConnection, next_seq: int, settings: Settings, dialect: Dialect
+    ws: WebSocket, link: ClientConnection, next_seq: int, settings: Settings, dialect: Dialect, flood: FloodGuard
 ) -> tuple[int, str]:
     """Run both directions until one ends; return the close code/reason given to the client."""
     outcome: dict[str, Any] = {}
-    upstream = asyncio.create_task(_client_to_link(ws, link, next_seq, settings, outcome, dialect))
+    upstream = asyncio.create_task(_client_to_link(ws, link, next_seq, settings, outcome, dialect, flood))
     downstream = asyncio.create_task(_link_to_client(ws, link, outcome, dialect))
     try:
         await asyncio.wait({upstream, downstream}, return_when=asyncio.FIRST_COMPLETED)
@@ -134,6 +155,9 @@ async def _pump(
         if not outcome.get("client_gone"):
             with contextlib.suppress(Exception):
                 await ws.close(code=code, reason=reason)
+        if outcome.get("end_session"):  # a flood ends the session for good, not just this connection
+            with contextlib.suppress(Exception):
+                await link.send(protocol.dumps({"type": "close"}))
         with contextlib.suppress(Exception):
             await link.close(Close.GOING_AWAY if outcome.get("client_gone") else Close.NORMAL, "client gone")
     finally:
@@ -144,7 +168,13 @@ async def _pump(
 
 
 async def _client_to_link(
-    ws: WebSocket, link: ClientConnection, seq: int, settings: Settings, outcome: dict[str, Any], dialect: Dialect
+    ws: WebSocket,
+    link: ClientConnection,
+    seq: int,
+    settings: Settings,
+    outcome: dict[str, Any],
+    dialect: Dialect,
+    flood: FloodGuard,
 ) -> None:
     max_frame = settings.max_frame_bytes
     while True:
@@ -166,6 +196,13 @@ async def _client_to_link(
             if not data:  # nothing to play, but say so: a client that sends it has a bug
                 await ws.send_text(dialect.error("empty_frame", "binary frames must hold at least one PCM16 sample"))
                 continue
+            if not flood.admit(len(data), time.monotonic()):
+                reason = flood.reason()
+                with contextlib.suppress(Exception):
+                    await ws.send_text(dialect.error("session_failed", reason, close_code=Close.POLICY))
+                outcome["close"] = (Close.POLICY, reason)
+                outcome["end_session"] = True
+                return
             try:
                 await link.send(protocol.encode_frame(seq, data))
             except ConnectionClosed:

@@ -83,7 +83,8 @@ async def stream_session(url: str, session_id: str, spec: StreamSpec) -> StreamR
     total = max(1, int(spec.seconds * 1000 / spec.frame_ms))
     t_connect = time.perf_counter()
     try:
-        ws = await connect(url, max_size=1 << 20, compression=None, open_timeout=spec.open_timeout_s)
+        # ping_timeout=None: a late pong (queued behind backpressured audio) must not close a live session.
+        ws = await connect(url, max_size=1 << 20, compression=None, open_timeout=spec.open_timeout_s, ping_timeout=None)
     except Exception as exc:
         res.error = f"connect: {exc!r}"
         return res

@@ -58,15 +58,15 @@ async def test_outbound_audio_is_capped_and_waits_for_a_reader():
 
 
 def test_flood_guard_allows_real_time_and_trips_on_sustained_flood():
-    guard = FloodGuard(burst_s=2.0, rate=1.5)
+    guard = FloodGuard(burst_s=2.0, rate=1.5, start=0.0)
     t = 0.0
     for _ in range(1000):  # 100 s of real-time 100 ms frames
         assert guard.admit(3200, t)
         t += 0.1
-    flood = FloodGuard(burst_s=2.0, rate=1.5)
+    flood = FloodGuard(burst_s=2.0, rate=1.5, start=0.0)
     results = [flood.admit(3200, i * 0.01) for i in range(100)]  # 10x real time
     assert all(results[:20]) and not results[-1]
-    assert FloodGuard(burst_s=0, rate=1).admit(10**9, 0.0)
+    assert FloodGuard(burst_s=0, rate=1, start=0.0).admit(10**9, 0.0)
 
 
 def test_rendezvous_placement_is_stable_and_moves_few_sessions():
