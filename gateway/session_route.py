@@ -50,8 +50,9 @@ def gateway_id() -> str:
 def authorized(settings: Settings, ws: WebSocket) -> bool:
     if not settings.api_key:
         return True
-    header = ws.headers.get("authorization", "")
-    token = header[7:] if header.lower().startswith("bearer ") else ws.query_params.get("token", "")
+    # ``Bearer <key>``, or ``Token <key>`` (the scheme Deepgram's SDKs send), else ``?token=``.
+    scheme, _, credential = ws.headers.get("authorization", "").partition(" ")
+    token = credential if scheme.lower() in ("bearer", "token") else ws.query_params.get("token", "")
     return secrets.compare_digest(token.encode(), settings.api_key.encode())
 
 
