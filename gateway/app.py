@@ -4,7 +4,9 @@ Routes:
   GET /healthz                  liveness (and which app / placement mode)
   GET /v1/status                sessions, hosts, nodes (``vani status``)
   WS  /v1/sessions/{session_id} the duplex voice session (see docs/protocol.md)
-  WS  /v2/flux/{session_id}     transcription only, Deepgram Flux /v2/listen schema (gateway/flux_route.py)
+  WS  /v2/listen                transcription only, Deepgram Flux's own path and schema (gateway/flux_route.py);
+                                the session id from ?session_id= / X-Vani-Session, else a fresh one
+  WS  /v2/flux/{session_id}     the same, the session id in the path (also .../v2/listen after it)
   GET /, /{file}                the browser client, client/web (gateway/web_route.py); declared last
 
 Replicas are stateless: any replica reaches any session through the registry and the session's host.
@@ -24,7 +26,7 @@ from ray import serve
 from actors.metrics import session_metrics
 from cluster.config import Settings
 from gateway import placement
-from gateway.flux_route import flux_socket
+from gateway.flux_route import flux_socket, listen_socket
 from gateway.session_route import session_socket
 from gateway.web_route import web_file, web_index
 
@@ -65,6 +67,16 @@ class Gateway:
     @app.websocket("/v2/flux/{session_id}")
     async def flux(self, websocket: WebSocket, session_id: str) -> None:
         await flux_socket(websocket, session_id, self.settings, self.registry, self._closes)
+
+    # Deepgram's SDKs append /v2/listen to their base URL: with a base of vani's root that is Flux's own
+    # path, with a base of /v2/flux/{id} it is this one.
+    @app.websocket("/v2/flux/{session_id}/v2/listen")
+    async def flux_listen(self, websocket: WebSocket, session_id: str) -> None:
+        await flux_socket(websocket, session_id, self.settings, self.registry, self._closes)
+
+    @app.websocket("/v2/listen")
+    async def listen(self, websocket: WebSocket) -> None:
+        await listen_socket(websocket, self.settings, self.registry, self._closes)
 
     # The browser client. Declared after every API route so those always match first.
     @app.get("/")

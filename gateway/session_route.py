@@ -62,11 +62,12 @@ def replica_lag() -> LoopLag:
 def authorized(settings: Settings, ws: WebSocket) -> bool:
     if not settings.api_key:
         return True
-    header = ws.headers.get("authorization", "")
     tokens = ws.query_params.getlist("token")
     if len(tokens) > 1:  # ambiguous: refused, never "the last one wins"
         return False
-    token = header[7:] if header.lower().startswith("bearer ") else (tokens or [""])[0]
+    # ``Bearer <key>``, or ``Token <key>`` (the scheme Deepgram's SDKs send), else ``?token=``.
+    scheme, _, credential = ws.headers.get("authorization", "").partition(" ")
+    token = credential if scheme.lower() in ("bearer", "token") else (tokens or [""])[0]
     return secrets.compare_digest(token.encode(), settings.api_key.encode())
 
 
