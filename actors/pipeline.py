@@ -64,7 +64,7 @@ class Pipeline:
         self.watchdog = Watchdog(lambda name: self.post("WATCHDOG", name))
         self.guard = BargeInGuard(settings.barge_in_min_ms, settings.barge_in_min_words)
         self.tools = ToolExecutor()
-        self.tool = tool_spec(settings.agent_tool) if mode == "agent" else None
+        self.tool = tool_spec(settings.agent_tool, settings.llm_provider) if mode == "agent" else None
         self.stt_provider = make_stt(settings)
         self.stt_options = stt_options(settings)
         self.llm = make_llm(settings) if mode == "agent" else None

@@ -91,7 +91,9 @@ class Settings:
     # always makes transcription-only ("flux") sessions.
     session_mode: str = "agent"
     agent_system_prompt: str = "You are a helpful voice assistant. Answer briefly, in plain spoken sentences."
-    agent_tool: str = "clock"  # "clock" (current time tool) or "" for no tool
+    # The one tool offered to the LLM (actors/tools.py): "auto" = book_table with the local reply engine
+    # (its restaurant persona books through it), clock with any other LLM; "clock", "book_table", "" = none.
+    agent_tool: str = "auto"
     agent_fallback_reply: str = "Sorry, I lost my train of thought. Could you say that again?"
     # If set, every provider request carries this header with the session id (emulators script
     # per session with it; real providers ignore unknown headers). Tests use "x-emulator-key".
