@@ -26,7 +26,13 @@ client is attached; this one says where the conversation is. One table, read top
     cancelling    CANCELLED           user_turn_is_open     transcribing  -
     cancelling    CANCELLED           else                  listening     -
     transcribing  WATCHDOG                                  (stay)        watchdog_fired (ForceEndTurn)
+    speculating   WATCHDOG                                  transcribing  watchdog_fired (speculation
+                                                                          discarded, ForceEndTurn)
     thinking|speaking WATCHDOG                              cancelling    watchdog_fired (turn cancelled)
+    cancelling    WATCHDOG                                  (stay)        watchdog_fired (turn abandoned:
+                                                                          its tasks outlived the wait)
+
+Every waiting state has a watchdog (``actors/watchdogs.py``); ``idle`` / ``listening`` wait for the user.
 
 ``BARGE_IN`` is fired by the pipeline only once the false-barge-in guard (``actors/interrupt.py``)
 accepts the overlapping speech. The decide step (``fire``) never awaits: actions are synchronous
@@ -95,7 +101,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "CANCELLED", "source": "cancelling", "dest": "transcribing", "conditions": "user_turn_is_open"},
     {"trigger": "CANCELLED", "source": "cancelling", "dest": "listening"},
     {"trigger": "WATCHDOG", "source": "transcribing", "dest": None, "after": "watchdog_fired"},
+    {"trigger": "WATCHDOG", "source": "speculating", "dest": "transcribing", "after": "watchdog_fired"},
     {"trigger": "WATCHDOG", "source": ASSISTANT, "dest": "cancelling", "after": "watchdog_fired"},
+    {"trigger": "WATCHDOG", "source": "cancelling", "dest": None, "after": "watchdog_fired"},
 ]
 
 _QUIET = {"AUDIO_FRAME", "TRANSCRIPT_PARTIAL"}

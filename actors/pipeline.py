@@ -23,7 +23,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from actors import agent_protocol as ap
-from actors import latency_report, tracing
+from actors import latency_report, tracing, watchdogs
+from actors.bounds import ContextWindow
 from actors.conversation_machine import ASSISTANT, ConversationMachine
 from actors.interrupt import BargeInGuard
 from actors.reply import emit_token, run_turn
@@ -64,7 +65,7 @@ class Pipeline:
         self.watchdog = Watchdog(lambda name: self.post("WATCHDOG", name))
         self.guard = BargeInGuard(settings.barge_in_min_ms, settings.barge_in_min_words)
         self.tools = ToolExecutor()
-        self.tool = tool_spec(settings.agent_tool) if mode == "agent" else None
+        self.tool = tool_spec(settings.agent_tool, settings.llm_provider) if mode == "agent" else None
         self.stt_provider = make_stt(settings)
         self.stt_options = stt_options(settings)
         self.llm = make_llm(settings) if mode == "agent" else None
@@ -78,8 +79,8 @@ class Pipeline:
             self.stt_provider.keepalive_s = settings.stt_keepalive_s
         self.stt: Any = None
         # Conversation data (not state: the state is ``conv_state``).
-        self.history: list[ChatMessage] = []
-        self.transcripts: list[dict[str, Any]] = []  # final user turns, kept for the session's life
+        self.history = ContextWindow(settings.llm_context_max_turns, settings.llm_context_max_chars)
+        self.transcripts: deque[dict[str, Any]] = deque(maxlen=settings.transcript_history_turns or None)
         self.turn: AssistantTurn | None = None
         self.turn_io: dict[int, Any] = {}
         self.next_turn_id = 1
@@ -249,7 +250,7 @@ class Pipeline:
         turn.timings.interrupt_event = arrived
         self.machine.fire("BARGE_IN", ev)
         self.machine.fire("CANCEL")
-        await turn.wait_cancelled()
+        await watchdogs.wait_cancelled(self, turn)
         self._end_turn(turn)
         self.guard.reset()
         self.machine.fire("CANCELLED")
@@ -261,25 +262,7 @@ class Pipeline:
             self._discarded = None
 
     async def _on_watchdog(self, name: str) -> None:
-        state = self.conv_state
-        expected = {
-            "turn_no_audio": ("transcribing",),
-            "llm_first_token": ("thinking",),
-            "tts_stall": ("thinking", "speaking"),
-        }
-        if state not in expected.get(name, ()):
-            log.debug("session=%s stale watchdog %s in %s", self.session_id, name, state)
-            return
-        turn = self.turn
-        self.machine.fire("WATCHDOG", name)
-        if turn is None or state == "transcribing":
-            return
-        await turn.wait_cancelled()
-        self._end_turn(turn)
-        self.machine.fire("CANCELLED")
-        if name == "llm_first_token" and turn.kind != "fallback" and self.conv_state == "listening":
-            self._start_turn(turn.user_text, kind="fallback")
-            self.machine.fire("SPEAK_FALLBACK")
+        await watchdogs.handle(self, name)
 
     # ------------------------------------------------------------------ machine: conditions
     def is_agent(self, *_: Any) -> bool:
@@ -344,20 +327,7 @@ class Pipeline:
         self.turn.cancel()
 
     def watchdog_fired(self, name: str, *_: Any) -> None:
-        outcome = {"turn_no_audio": "force_end_turn", "llm_first_token": "fallback_reply", "tts_stall": "reply_ended"}
-        turn = self.turn
-        if name == "turn_no_audio":
-            self._spawn(self._force_end_turn(), "force-end")
-        elif turn is not None:
-            if turn.kind == "fallback" and name == "llm_first_token":
-                outcome[name] = "reply_ended"
-            turn.outcome = "watchdog"
-            turn.played_at_interrupt = turn.played_s()
-            turn.cancel()
-            if turn.playback_t0 is not None:
-                self.outbound.clear_audio()
-                self.send(ap.audio_clear(turn.turn_id, "watchdog"))
-        self.send(ap.event("watchdog", name=name, state=self.conv_state, outcome=outcome[name], turn_id=self.turn_id))
+        watchdogs.fired(self, name)
 
     def finish_reply(self, *_: Any) -> None:
         assert self.turn is not None
@@ -366,18 +336,9 @@ class Pipeline:
     def on_conversation_change(self, source: str, dest: str, event: str) -> None:
         if not self.flux:  # Flux clients get only Flux's schema
             self.send(ap.event("conversation", **{"from": source, "to": dest, "event": event, "turn_id": self.turn_id}))
-        s, wd = self.settings, self.watchdog
-        if dest == "transcribing" and self.mode == "agent":
-            wd.arm("turn_no_audio", s.watchdog_turn_no_audio_s)
-        elif source == "transcribing":
-            wd.disarm("turn_no_audio")
-        if dest == "thinking" and self.turn is not None and self.turn.timings.first_token is None:
-            if self.turn.kind == "reply" and source != "thinking":
-                wd.arm("llm_first_token", s.watchdog_llm_first_token_s)
+        watchdogs.on_change(self, source, dest)
         if dest not in ASSISTANT:
             self.guard.reset()
-            wd.disarm("llm_first_token")
-            wd.disarm("tts_stall")
 
     # ------------------------------------------------------------------ turns
     @property
@@ -510,6 +471,7 @@ class Pipeline:
             "transcripts": len(self.transcripts),
             "llm_streams_max": self.llm_streams_max,
             "tool_executions": dict(self.tools.executions),
+            "tool_results": len(self.tools),
             "stats": dict(self.stats),
             "watchdogs_fired": list(self.watchdog.fired),
         }

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from actors import client_json, protocol
+from actors.bounds import RecentTurns
 from actors.client_json import ClientJsonError
 from actors.echo import run_echo
 from actors.outbound import CloseRequest, OutboundQueue
@@ -83,8 +84,8 @@ class Session:
         self.state = "connected"  # set by the machine; declared for readers and type checkers
         self.machine = SessionMachine(self, session_id)
         self.mode = limits.mode
-        # turn id -> when its last assistant audio frame left (barge-in stop latency, agent mode)
-        self.last_audio_sent: dict[int, float] = {}
+        # turn id -> when its last assistant audio frame left (barge-in stop latency, agent mode); live turns only
+        self.last_audio_sent = RecentTurns(keep=4)
         self.pipeline: Pipeline | None = None
         self._echo: asyncio.Task | None = None
         if self.mode == "echo":
@@ -332,6 +333,7 @@ class Session:
             "counters": asdict(self.counters),
             "ring_used": self.ring.used,
             "outbound_bytes": self.outbound.audio_bytes,
+            "live_turn_clocks": len(self.last_audio_sent),
             **({"pipeline": self.pipeline.snapshot()} if self.pipeline is not None else {}),
         }
 

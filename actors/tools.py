@@ -1,9 +1,15 @@
-"""The agent's one optional tool, executed idempotently by call id.
+"""The agent's tool (one per session, setting ``agent_tool``), executed idempotently by call id.
+
+Tools: ``clock`` (the time) and ``book_table`` (the demo restaurant's booking book, one per session).
+``agent_tool="auto"`` (the default) offers ``book_table`` to the local reply engine, whose persona books
+through it, and ``clock`` to any other LLM; ``""`` offers none. One tool, because the provider contract
+offers one ``ToolSpec`` per request (``LlmProvider.stream``).
 
 A tool call can reach the executor more than once: an LLM retry, a replayed stream, a client that
 re-sends. ``ToolExecutor.run`` executes each call id at most once per session; a repeat (even a
-concurrent one) gets the first execution's result. Tools are never executed speculatively: the
-pipeline only calls ``run`` once the turn is confirmed.
+concurrent one) gets the first execution's result. The results cache is an LRU of the last
+``max_results`` call ids (a long session stays bounded); a repeat is always of a recent call. Tools are
+never executed speculatively: the pipeline only calls ``run`` once the turn is confirmed.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from adapters.base import ToolCall, ToolSpec
+from adapters.local.booking import BOOKING_TOOL, BookingBook
 
 CLOCK = ToolSpec(
     name="clock",
@@ -35,18 +43,19 @@ async def run_clock(arguments: dict[str, Any]) -> dict[str, Any]:
     return {"time": now.strftime("%H:%M"), "date": now.strftime("%Y-%m-%d"), "utc_offset_hours": offset}
 
 
-TOOLS: dict[str, tuple[ToolSpec, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]] = {
-    "clock": (CLOCK, run_clock),
-}
+TOOLS: dict[str, ToolSpec] = {"clock": CLOCK, "book_table": BOOKING_TOOL}
+RESULTS_KEPT = 256  # call ids whose result is kept for a repeat
 
 
-def tool_spec(name: str) -> ToolSpec | None:
-    """The ``ToolSpec`` configured by ``agent_tool`` (None when empty)."""
+def tool_spec(name: str, llm_provider: str = "") -> ToolSpec | None:
+    """The ``ToolSpec`` configured by ``agent_tool`` (None when empty); ``auto`` depends on the LLM."""
+    if name == "auto":
+        name = "book_table" if llm_provider == "local" else "clock"
     if not name:
         return None
     if name not in TOOLS:
-        raise ValueError(f"unknown agent_tool {name!r}; one of {sorted(TOOLS)}")
-    return TOOLS[name][0]
+        raise ValueError(f"unknown agent_tool {name!r}; one of {sorted(TOOLS)}, auto or empty")
+    return TOOLS[name]
 
 
 class ToolExecutor:
@@ -56,9 +65,18 @@ class ToolExecutor:
     does not cut a tool off half way, and its result stays cached for a retry of the same call.
     """
 
-    def __init__(self) -> None:
-        self._results: dict[str, asyncio.Task[str]] = {}
-        self.executions: dict[str, int] = {}
+    def __init__(self, max_results: int = RESULTS_KEPT) -> None:
+        self.max_results = max_results
+        self._results: OrderedDict[str, asyncio.Task[str]] = OrderedDict()
+        self.executions: OrderedDict[str, int] = OrderedDict()  # same keys as _results
+        self.bookings = BookingBook()  # this session's book for ``book_table``
+        self._runners: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+            "clock": run_clock,
+            "book_table": self.bookings.book,
+        }
+
+    def __len__(self) -> int:
+        return len(self._results)
 
     async def run(self, call: ToolCall) -> str:
         """The JSON result of ``call``; executes it only the first time its id is seen."""
@@ -68,13 +86,25 @@ class ToolExecutor:
             self.executions[call.id] = self.executions.get(call.id, 0) + 1
             task = asyncio.get_running_loop().create_task(self._execute(call), name=f"tool:{call.id}")
             self._results[call.id] = task
+            self._evict()
+        else:
+            self._results.move_to_end(call.id)
+            self.executions.move_to_end(call.id)
         return await asyncio.shield(task)
 
-    @staticmethod
-    async def _execute(call: ToolCall) -> str:
-        entry = TOOLS.get(call.name)
+    def _evict(self) -> None:
+        """Forget the least recently used finished calls past ``max_results`` (a running one stays)."""
+        for call_id in list(self._results):
+            if len(self._results) <= self.max_results:
+                return
+            if self._results[call_id].done():
+                del self._results[call_id]
+                self.executions.pop(call_id, None)
+
+    async def _execute(self, call: ToolCall) -> str:
+        runner = self._runners.get(call.name)
         try:
-            result = {"error": f"unknown tool {call.name}"} if entry is None else await entry[1](call.arguments)
+            result = {"error": f"unknown tool {call.name}"} if runner is None else await runner(call.arguments)
         except Exception as exc:  # a tool failure is an answer for the LLM, not a session failure
             result = {"error": f"{type(exc).__name__}: {exc}"}
         return json.dumps(result, separators=(",", ":"))

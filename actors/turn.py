@@ -82,12 +82,14 @@ class AssistantTurn:
         for task in list(self.tasks):
             task.cancel()
 
-    async def wait_cancelled(self, timeout: float = 2.0) -> None:
-        """Wait until the turn's tasks have really finished (sockets closed)."""
+    async def wait_cancelled(self, timeout: float = 2.0) -> bool:
+        """Wait until the turn's tasks have really finished (sockets closed), at most ``timeout`` seconds
+        (``<= 0``: no limit). True when they all did."""
         pending = [t for t in self.tasks if not t.done()]
         if pending:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait(pending, timeout=timeout)
+                await asyncio.wait(pending, timeout=timeout if timeout > 0 else None)
+        return all(t.done() for t in pending)
 
     # ------------------------------------------------------------------ what was heard
     def played_s(self, now: float | None = None) -> float:

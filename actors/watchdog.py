@@ -9,6 +9,7 @@ in order with every other event).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 
 
@@ -16,7 +17,7 @@ class Watchdog:
     def __init__(self, on_fire: Callable[[str], None]) -> None:
         self._on_fire = on_fire
         self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
-        self.fired: list[str] = []
+        self.fired: deque[str] = deque(maxlen=32)  # the most recent firings (snapshot / tests)
 
     def arm(self, name: str, seconds: float) -> None:
         """(Re)start timer ``name``; ``seconds <= 0`` means this watchdog is off."""

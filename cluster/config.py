@@ -98,7 +98,16 @@ class Settings:
     # always makes transcription-only ("flux") sessions.
     session_mode: str = "agent"
     agent_system_prompt: str = "You are a helpful voice assistant. Answer briefly, in plain spoken sentences."
-    agent_tool: str = "clock"  # "clock" (current time tool) or "" for no tool
+    # The one tool offered to the LLM (actors/tools.py): "auto" = book_table with the local reply engine
+    # (its restaurant persona books through it), clock with any other LLM; "clock", "book_table", "" = none.
+    agent_tool: str = "auto"
+    # LLM context budget (actors/bounds.py): the system prompt plus the most recent whole turns (a turn is a
+    # user message and the reply, tool call and result after it) within both limits; the oldest turns are
+    # dropped first, the latest is always sent. 0 = no limit.
+    llm_context_max_turns: int = 16
+    llm_context_max_chars: int = 16000
+    # Final transcripts a session keeps (Flux `Connected.history` on resume): the most recent this many (0 = all).
+    transcript_history_turns: int = 20
     agent_fallback_reply: str = "Sorry, I lost my train of thought. Could you say that again?"
     # If set, every provider request carries this header with the session id (emulators script
     # per session with it; real providers ignore unknown headers). Tests use "x-emulator-key".
@@ -121,6 +130,9 @@ class Settings:
     watchdog_turn_no_audio_s: float = 3.0  # user turn open, client sends no audio -> ForceEndTurn
     watchdog_llm_first_token_s: float = 5.0  # thinking, no LLM token -> spoken fallback reply
     watchdog_tts_stall_s: float = 4.0  # TTS gives no audio for this long -> turn ends, client told
+    # EagerEndOfTurn and then neither EndOfTurn nor TurnResumed -> speculation discarded, ForceEndTurn
+    watchdog_speculating_s: float = 3.0
+    watchdog_cancelling_s: float = 2.0  # a cancelled turn's tasks still running -> abandoned, client told
     stt_keepalive_s: float = 4.0  # silence sent to STT after this long without client audio
 
     @staticmethod

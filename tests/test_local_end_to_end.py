@@ -49,6 +49,14 @@ async def test_agent_turn_on_embedded_models(vani_cluster):
         done.set()
         assert msg["outcome"] == "done" and not msg["interrupted"]
         assert "booked" in msg["full_text"] and "7 pm" in msg["full_text"], msg["full_text"]
+        # The booking is a real tool call, executed once by the session's tool executor.
+        calls, results = c.of_type("tool.call", turn_id=1), c.of_type("tool.result", turn_id=1)
+        assert [(e["name"], e["arguments"]["party_size"], e["arguments"]["time"]) for e in calls] == [
+            ("book_table", 2, "19:00")
+        ], calls
+        assert [(r["call_id"], r["executions"]) for r in results] == [(calls[0]["call_id"], 1)], results
+        booking = json.loads(results[0]["result"])
+        assert booking["status"] == "booked" and booking["reference"] in msg["full_text"]
         assert "".join(e["text"] for e in c.of_type("assistant.text", turn_id=1)) == msg["full_text"]
         start = c.of_type("audio.start", turn_id=1)[0]
         rate = start["format"]["sample_rate"]

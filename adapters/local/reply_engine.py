@@ -2,7 +2,8 @@
 
 It plays one demo persona, the host of a restaurant ("the Saffron Table"): it answers opening
 hours, directions and menu questions, books a table by filling three slots (party size, time, day)
-over several turns, and calls the one tool (``book_table``) when the slots are complete. It reads
+over several turns, and books only through the tool (``book_table``, executed by the session's
+``ToolExecutor``) when the slots are complete: it never claims a booking it did not make. It reads
 the whole conversation from ``messages`` on every call, so it holds no state of its own and the
 same messages always give the same reply. It streams its reply word by word with a small delay,
 like an LLM, so the pipeline (TTS per clause, barge-in cancelling the stream) is exercised.
@@ -20,36 +21,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from adapters.base import ChatMessage, LlmDone, LlmEvent, LlmToken, LlmToolCall, ToolCall, ToolSpec
+from adapters.local.booking import BOOKING_TOOL, run_booking_tool
 from adapters.local.dialogue import Slots, intents, parse_slots
 
-BOOKING_TOOL = ToolSpec(
-    name="book_table",
-    description="Book a table at the Saffron Table. Returns a reference or an alternative time.",
-    parameters={
-        "type": "object",
-        "properties": {
-            "party_size": {"type": "integer", "minimum": 1, "maximum": 12},
-            "time": {"type": "string", "description": "24 h time, HH:MM"},
-            "day": {"type": "string", "description": "today, tomorrow or a weekday"},
-        },
-        "required": ["party_size", "time"],
-    },
-)
-
-OPEN_FROM, OPEN_UNTIL, MAX_PARTY = "17:00", "22:00", 8
-
-
-def run_booking_tool(arguments: dict[str, Any]) -> dict[str, Any]:
-    """The tool's deterministic implementation (a session may execute it for ``book_table``)."""
-    size = int(arguments.get("party_size") or 0)
-    time = str(arguments.get("time") or "")
-    day = str(arguments.get("day") or "today")
-    if size > MAX_PARTY:
-        return {"status": "unavailable", "reason": f"parties of more than {MAX_PARTY} call us"}
-    if not (OPEN_FROM <= time <= "21:30"):
-        return {"status": "unavailable", "reason": "outside opening hours", "alternative": "19:00"}
-    ref = "ST-" + hashlib.sha1(f"{size}|{time}|{day}".encode()).hexdigest()[:4].upper()
-    return {"status": "booked", "party_size": size, "time": time, "day": day, "reference": ref}
+__all__ = ["BOOKING_TOOL", "ReplyEngine", "plan_reply", "run_booking_tool"]
 
 
 def say_time(hhmm: str) -> str:
@@ -67,6 +42,7 @@ FAQ = {
 GREETING = (
     "Hello, this is the Saffron Table. I can book you a table, or tell you our hours and where we are. How can I help?"
 )
+NO_BOOKING_TOOL = "Sorry, I can't take bookings right now. Please call us, or ask me about our hours and menu."
 FALLBACK = (
     "Sorry, I can only help with table bookings, opening hours, directions and the menu. "
     "Would you like to book a table?"
@@ -104,6 +80,14 @@ def _reply_to_tool(result_text: str) -> str:
     return f"Sorry, I can't book that: {result.get('reason', 'no table free')}.{tail}"
 
 
+def _call_id(messages: list[ChatMessage], args: dict[str, Any]) -> str:
+    """Deterministic per conversation point: a replayed request gets the same id (the executor runs it
+    once), a new booking later in the session (longer conversation) gets a new one."""
+    convo = [(m.role, m.content, m.tool_call_id) for m in messages]
+    digest = hashlib.sha1(json.dumps([convo, args], sort_keys=True).encode()).hexdigest()[:12]
+    return f"call_{digest}"
+
+
 def plan_reply(messages: list[ChatMessage], tool: ToolSpec | None) -> tuple[str, ToolCall | None]:
     """Decide the reply text and optional tool call for ``messages`` (pure, deterministic)."""
     last = messages[-1] if messages else ChatMessage("user", "")
@@ -123,10 +107,8 @@ def plan_reply(messages: list[ChatMessage], tool: ToolSpec | None) -> tuple[str,
             return (prefix + f" A table for {slots.party_size}. What time would you like?").strip(), None
         args = {"party_size": slots.party_size, "time": slots.time, "day": slots.day or "today"}
         if tool is not None and tool.name == BOOKING_TOOL.name:
-            digest = hashlib.sha1(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
-            return "One moment, let me check that for you.", ToolCall(f"call_{digest}", tool.name, args)
-        # No tool offered: answer from the same deterministic booking book.
-        return _reply_to_tool(json.dumps(run_booking_tool(args))), None
+            return "One moment, let me check that for you.", ToolCall(_call_id(messages, args), tool.name, args)
+        return NO_BOOKING_TOOL, None  # without the tool nothing is booked: never claim otherwise
     if faq:
         return " ".join(faq), None
     if "goodbye" in found:
@@ -160,7 +142,8 @@ class ReplyEngine:
     async def stream(self, messages: list[ChatMessage], tool: ToolSpec | None = None) -> AsyncIterator[LlmEvent]:
         """Tokens of the reply, then at most one tool call, then ``LlmDone`` (cancellable anywhere)."""
         text, call = plan_reply(messages, tool)
-        toks = tokens(text)
+        after_tool = bool(messages) and messages[-1].role == "tool"
+        toks = tokens((" " if after_tool else "") + text)  # continues the first round's sentence
         for i, tok in enumerate(toks):
             if self.token_delay_s and i:
                 await asyncio.sleep(self.token_delay_s)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
+from actors.tools import ToolExecutor, tool_spec
 from adapters.base import ChatMessage, LlmDone, LlmProvider, LlmToken, LlmToolCall
 from adapters.local.dialogue import parse_slots
 from adapters.local.reply_engine import BOOKING_TOOL, ReplyEngine, run_booking_tool
@@ -50,9 +53,63 @@ async def test_booking_over_several_turns_calls_the_tool_once():
 
 async def test_whisper_style_numbers_and_no_tool():
     assert parse_slots("book a table for 2.7 tomorrow").time == "19:00"
-    events = await collect([user("Hi, I would like to book a table for 2.7 tomorrow evening.")], tool=None)
+    msgs = [user("Hi, I would like to book a table for 2.7 tomorrow evening.")]
+    call = next(e for e in await collect(msgs) if isinstance(e, LlmToolCall)).call
+    assert call.arguments == {"party_size": 2, "time": "19:00", "day": "tomorrow"}
+    # Without the tool nothing is booked, and the engine does not pretend it was.
+    events = await collect(msgs, tool=None)
     assert not any(isinstance(e, LlmToolCall) for e in events)
-    assert "booked" in text_of(events) and "7 pm" in text_of(events)
+    assert "booked" not in text_of(events) and "can't take bookings" in text_of(events)
+
+
+async def converse(engine: ReplyEngine, tools: ToolExecutor, msgs: list[ChatMessage]) -> tuple[str, list]:
+    """One assistant turn as actors/reply.py::_think runs it: stream, run a tool call through the
+    executor, feed the result back for a second round. Returns the spoken text and the tool calls."""
+    text, calls, spec = "", [], tool_spec("auto", "local")
+    for _ in range(2):
+        call = None
+        async for ev in engine.stream(msgs, spec):
+            if isinstance(ev, LlmToken):
+                text += ev.text
+            elif isinstance(ev, LlmToolCall):
+                call = ev.call
+        if call is None:
+            break
+        calls.append(call)
+        result = await tools.run(call)
+        msgs = [*msgs, ChatMessage("assistant", "", tool_calls=[call]), ChatMessage("tool", result, call.id)]
+    return text, calls
+
+
+async def test_offline_default_books_through_the_executor_once_per_booking():
+    """The `local` LLM's default tool is book_table; every booking is one execution of one call id."""
+    assert tool_spec("auto", "local") is BOOKING_TOOL and tool_spec("auto", "openai").name == "clock"
+    assert tool_spec("book_table") is BOOKING_TOOL and tool_spec("") is None
+    with pytest.raises(ValueError):
+        tool_spec("teleport")
+    engine, tools = ReplyEngine(0), ToolExecutor()
+    msgs = [user("Hi, I would like to book a table for two at seven tomorrow evening.")]
+    text, calls = await converse(engine, tools, msgs)
+    assert [c.name for c in calls] == ["book_table"] and tools.executions == {calls[0].id: 1}
+    ref = next(iter(tools.bookings.bookings))
+    assert text.startswith("One moment, let me check that for you. You're booked")
+    assert ref in text and "7 pm" in text and "tomorrow" in text
+    # A replay of the same request (an LLM retry) has the same call id and is not executed again.
+    again, calls2 = await converse(engine, tools, msgs)
+    assert again == text and calls2[0].id == calls[0].id and tools.executions == {calls[0].id: 1}
+    assert tools.bookings.count == 1
+    # A second, identical booking later in the session is a new call: executed once, its own reference.
+    msgs += [ChatMessage("assistant", text), user("Great. Can I book another table for two at seven tomorrow?")]
+    text2, calls3 = await converse(engine, tools, msgs)
+    assert calls3[0].id != calls[0].id and list(tools.executions.values()) == [1, 1]
+    assert tools.bookings.count == 2 and "booked" in text2
+    refs = list(tools.bookings.bookings)
+    assert refs[1] != refs[0] and refs[1] in text2
+    # Outside the opening hours the tool answers "unavailable" and the engine offers its alternative.
+    msgs += [ChatMessage("assistant", text2), user("and a table for four at eleven pm on friday")]
+    text3, calls4 = await converse(engine, tools, msgs)
+    assert len(calls4) == 1 and "can't book that" in text3 and "7 pm instead" in text3
+    assert tools.bookings.count == 2 and len(tools.executions) == 3
 
 
 async def test_deterministic_and_faq():
