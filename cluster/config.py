@@ -114,6 +114,9 @@ class Settings:
     watchdog_turn_no_audio_s: float = 3.0  # user turn open, client sends no audio -> ForceEndTurn
     watchdog_llm_first_token_s: float = 5.0  # thinking, no LLM token -> spoken fallback reply
     watchdog_tts_stall_s: float = 4.0  # TTS gives no audio for this long -> turn ends, client told
+    # A reply paused by user speech (pause first, decide after) whose user turn neither ends nor passes the
+    # barge-in guard for this long resumes (audio.resume, watchdog event). Keep it below the tts_stall one.
+    watchdog_paused_s: float = 3.0
     stt_keepalive_s: float = 4.0  # silence sent to STT after this long without client audio
 
     @staticmethod
