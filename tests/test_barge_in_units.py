@@ -5,6 +5,7 @@ real classes, driven directly."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from actors.outbound import OutboundQueue
 from actors.reply import _pace
 from actors.state_machine import InvalidEvent
 from actors.turn import AssistantTurn
+from client.session_client import AgentPlayback
 from gateway.dialect import AudioGate
 
 
@@ -186,3 +188,27 @@ def test_gateway_gate_admits_a_paused_then_resumed_turn():
     assert gate.admit(encode_audio(3, 2, b"xx"))
     gate.observe(event("audio.clear", turn_id=3, reason="barge_in"))
     assert not gate.admit(encode_audio(3, 3, b"xx"))
+
+
+def test_talk_client_holds_a_paused_turn_and_plays_it_on_in_order():
+    """``vani talk`` (client/talk.py) records what a player plays: ``AgentPlayback``."""
+    pb = AgentPlayback()
+    fmt = {"encoding": "linear16", "sample_rate": 24000, "channels": 1, "container": "none"}
+    played: list[bytes] = []
+    played += pb.on_event(json.loads(audio_start(1, fmt)))
+    played += pb.on_frame(encode_audio(1, 0, b"a0"))
+    played += pb.on_event(json.loads(event("audio.pause", turn_id=1)))
+    played += pb.on_frame(encode_audio(1, 1, b"a1"))  # in flight at the pause: held, not lost
+    assert played == [b"a0"]
+    played += pb.on_event(json.loads(event("audio.resume", turn_id=1)))
+    played += pb.on_frame(encode_audio(1, 2, b"a2"))
+    assert played == [b"a0", b"a1", b"a2"] and pb.rate == 24000
+    played += pb.on_event(json.loads(audio_start(2, fmt)))
+    played += pb.on_frame(encode_audio(2, 0, b"b0"))
+    played += pb.on_event(json.loads(event("audio.pause", turn_id=2)))
+    played += pb.on_frame(encode_audio(2, 1, b"b1"))
+    played += pb.on_event(json.loads(event("audio.clear", turn_id=2, reason="barge_in")))  # confirmed
+    played += pb.on_frame(encode_audio(2, 2, b"b2"))
+    assert played == [b"a0", b"a1", b"a2", b"b0"]
+    assert pb.counts == {"pauses": 2, "resumes": 1, "clears": 1, "dropped": 1}
+    assert AgentPlayback().on_frame(b"raw-echo-pcm") == [b"raw-echo-pcm"]  # echo sessions: no header
