@@ -16,12 +16,16 @@ client is attached; this one says where the conversation is. One table, read top
     speculating   TURN_RESUMED                              transcribing  discard_speculation
     speculating   TRANSCRIPT_FINAL                          thinking      confirm_speculation
     thinking      AUDIO_STARTED       is_current            speaking      -
-    thinking|speaking REPLY_DONE      is_current, user_turn_is_open  transcribing  finish_reply
-    thinking|speaking REPLY_DONE      is_current            listening     finish_reply
+    thinking|speaking|paused REPLY_DONE  is_current, user_turn_is_open  transcribing  finish_reply
+    thinking|speaking|paused REPLY_DONE  is_current         listening     finish_reply
     listening     SPEAK_FALLBACK                            thinking      (watchdog: apology turn started)
-    thinking|speaking TURN_START|TRANSCRIPT_PARTIAL|EAGER_EOT|TURN_RESUMED   (stay)  overlap speech, see
-                                                                          actors/interrupt.py
-    thinking|speaking BARGE_IN                              interrupted   stop_output (audio.clear)
+    thinking|speaking PAUSE                                 paused        pause_output (audio.pause; reply audio held)
+    thinking|speaking TRANSCRIPT_PARTIAL|EAGER_EOT|TURN_RESUMED   (stay)  overlap speech, see actors/interrupt.py
+    paused        TURN_START|TRANSCRIPT_PARTIAL|EAGER_EOT|TURN_RESUMED|AUDIO_STARTED   (stay)  guard still deciding
+    paused        RESUME_REPLY        has_audio             speaking      resume_output (audio.resume)
+    paused        RESUME_REPLY                              thinking      resume_output (audio.resume)
+    paused        PAUSE_TIMEOUT       (as RESUME_REPLY)     speaking|thinking  pause_timed_out, resume_output
+    thinking|speaking|paused BARGE_IN                       interrupted   stop_output (audio.clear)
     interrupted   CANCEL                                    cancelling    cancel_turn (scope cancelled)
     cancelling    CANCELLED           user_turn_is_open     transcribing  -
     cancelling    CANCELLED           else                  listening     -
@@ -34,9 +38,15 @@ client is attached; this one says where the conversation is. One table, read top
 
 Every waiting state has a watchdog (``actors/watchdogs.py``); ``idle`` / ``listening`` wait for the user.
 
-``BARGE_IN`` is fired by the pipeline only once the false-barge-in guard (``actors/interrupt.py``)
-accepts the overlapping speech. The decide step (``fire``) never awaits: actions are synchronous
-and hand any I/O to tasks owned by the pipeline. Events the current state does not accept raise
+Pause first, decide after (``actors/barge_in.py``): a user ``StartOfTurn`` during the reply fires
+``PAUSE`` (the client pauses playback, the reply's audio is held where it is); ``BARGE_IN`` is fired
+only once the false-barge-in guard (``actors/interrupt.py``) accepts the overlapping speech, and
+``RESUME_REPLY`` when it was a backchannel or noise (``PAUSE_TIMEOUT``: the user turn did not end in
+``watchdog_paused_s``; the guard did not accept it, so the reply resumes). Leaving ``paused`` by any
+event releases the held audio lane (``on_exit_paused``).
+
+The decide step (``fire``) never awaits: actions are synchronous and hand any I/O to tasks owned by
+the pipeline. Events the current state does not accept raise
 ``InvalidEvent`` (the pipeline logs and reports them; nothing is silently dropped).
 """
 
@@ -52,9 +62,20 @@ from actors.state_machine import InvalidEvent
 
 log = logging.getLogger("vani.conversation")
 
-STATES = ["idle", "listening", "transcribing", "speculating", "thinking", "speaking", "interrupted", "cancelling"]
+STATES: list[Any] = [
+    "idle",
+    "listening",
+    "transcribing",
+    "speculating",
+    "thinking",
+    "speaking",
+    {"name": "paused", "on_exit": "on_exit_paused"},
+    "interrupted",
+    "cancelling",
+]
 ASSISTANT = ["thinking", "speaking"]
-OVERLAP = ["TURN_START", "TRANSCRIPT_PARTIAL", "EAGER_EOT", "TURN_RESUMED"]
+REPLY = [*ASSISTANT, "paused"]  # an assistant reply is under way (user speech now overlaps it)
+OVERLAP = ["TRANSCRIPT_PARTIAL", "EAGER_EOT", "TURN_RESUMED"]
 
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "AUDIO_FRAME", "source": "idle", "dest": "listening"},
@@ -82,21 +103,31 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "AUDIO_STARTED", "source": "thinking", "dest": "speaking", "conditions": "is_current"},
     {
         "trigger": "REPLY_DONE",
-        "source": ASSISTANT,
+        "source": REPLY,
         "dest": "transcribing",
         "conditions": ["is_current", "user_turn_is_open"],
         "after": "finish_reply",
     },
     {
         "trigger": "REPLY_DONE",
-        "source": ASSISTANT,
+        "source": REPLY,
         "dest": "listening",
         "conditions": "is_current",
         "after": "finish_reply",
     },
     {"trigger": "SPEAK_FALLBACK", "source": "listening", "dest": "thinking"},
     *({"trigger": ev, "source": ASSISTANT, "dest": None} for ev in OVERLAP),
-    {"trigger": "BARGE_IN", "source": ASSISTANT, "dest": "interrupted", "after": "stop_output"},
+    {"trigger": "PAUSE", "source": ASSISTANT, "dest": "paused", "after": "pause_output"},
+    *({"trigger": ev, "source": "paused", "dest": None} for ev in [*OVERLAP, "TURN_START", "AUDIO_STARTED"]),
+    *(
+        t
+        for ev, after in (("RESUME_REPLY", ["resume_output"]), ("PAUSE_TIMEOUT", ["pause_timed_out", "resume_output"]))
+        for t in (
+            {"trigger": ev, "source": "paused", "dest": "speaking", "conditions": "has_audio", "after": after},
+            {"trigger": ev, "source": "paused", "dest": "thinking", "after": after},
+        )
+    ),
+    {"trigger": "BARGE_IN", "source": REPLY, "dest": "interrupted", "after": "stop_output"},
     {"trigger": "CANCEL", "source": "interrupted", "dest": "cancelling", "after": "cancel_turn"},
     {"trigger": "CANCELLED", "source": "cancelling", "dest": "transcribing", "conditions": "user_turn_is_open"},
     {"trigger": "CANCELLED", "source": "cancelling", "dest": "listening"},

@@ -6,7 +6,8 @@
     ttt_tool_latency   LLM request -> first tool call
     tts_latency        first speakable text -> first audio byte
     total_latency      user end of speech -> first assistant audio byte sent
-    interrupt_stop_latency  barge-in event arrived -> last audio byte of this turn left (when interrupted)
+    interrupt_stop_latency  interrupting speech started (audio timeline) -> output stopped: the later of
+                            the last audio frame sent and audio.pause (interrupted turns; actors/barge_in.py)
 
 A field that does not apply to the turn is omitted. For eager (speculative) turns the LLM starts
 before EndOfTurn, so ``total_latency`` can be smaller than the sum of the parts.

@@ -3,7 +3,9 @@
 Control messages (state changes, errors, pongs, later ``audio.clear``) never wait behind audio and
 are never dropped. Audio is capped at ``cap_bytes``: ``put_audio`` waits for space, so a slow reader
 pauses the producer (the echo engine) instead of growing memory. ``clear_audio`` drops queued audio
-at once (barge-in).
+at once (barge-in). ``hold_audio`` stops the audio lane where it is (an assistant reply paused by user
+speech): queued frames stay queued, control messages still flow; ``release_audio`` sends on from the
+next queued frame.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class OutboundQueue:
         self._space = asyncio.Event()
         self._space.set()
         self.waits = 0  # times a producer had to wait for space (a slow reader)
+        self.audio_held = False  # driven by the conversation machine's ``paused`` state
 
     @property
     def audio_bytes(self) -> int:
@@ -56,7 +59,7 @@ class OutboundQueue:
     def get_nowait(self) -> Message | None:
         if self._control:
             msg: Message = self._control.popleft()
-        elif self._audio:
+        elif self._audio and not self.audio_held:
             msg = self._audio.popleft()
             self._audio_bytes -= len(msg)
             self._space.set()
@@ -71,6 +74,14 @@ class OutboundQueue:
             if msg is not None:
                 return msg
             await self._ready.wait()
+
+    def hold_audio(self) -> None:
+        self.audio_held = True
+
+    def release_audio(self) -> None:
+        self.audio_held = False
+        if self._audio:
+            self._ready.set()
 
     def clear_audio(self) -> int:
         n = len(self._audio)

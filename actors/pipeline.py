@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from actors import agent_protocol as ap
 from actors import latency_report, tracing, watchdogs
+from actors.barge_in import PauseControl
 from actors.bounds import ContextWindow
-from actors.conversation_machine import ASSISTANT, ConversationMachine
+from actors.conversation_machine import ASSISTANT, REPLY, ConversationMachine
 from actors.interrupt import BargeInGuard
 from actors.reply import emit_token, run_turn
 from actors.state_machine import InvalidEvent
@@ -64,6 +65,7 @@ class Pipeline:
         self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.watchdog = Watchdog(lambda name: self.post("WATCHDOG", name))
         self.guard = BargeInGuard(settings.barge_in_min_ms, settings.barge_in_min_words)
+        self.barge = PauseControl(self)
         self.tools = ToolExecutor()
         self.tool = tool_spec(settings.agent_tool, settings.llm_provider) if mode == "agent" else None
         self.stt_provider = make_stt(settings)
@@ -219,26 +221,16 @@ class Pipeline:
         self.send_flux(ev.to_flux())  # agent clients see the transcripts too
         t = ev.event
         state = self.conv_state
-        if t is TurnEventType.START_OF_TURN:
+        if state in REPLY:  # user speech during a reply: pause first, decide after
+            await self.barge.on_speech(ev, arrived)
+        elif t is TurnEventType.START_OF_TURN:
             self.user_turn_open = True
-            if state in ASSISTANT:
-                self.guard.begin(ev)
             self.machine.fire("TURN_START", ev)
         elif t is TurnEventType.END_OF_TURN:
-            if state in ASSISTANT:
-                if not self.guard.final_interrupts(ev):
-                    self.stats["backchannels"] += 1
-                    self.user_turn_open = False
-                    self.guard.reset()
-                    self.send(ap.event("backchannel", transcript=ev.transcript, turn_id=self.turn_id))
-                    return
-                await self._barge_in(ev, arrived)
             self.user_turn_open = False
             self.machine.fire("TRANSCRIPT_FINAL", ev, arrived)
         elif not self.user_turn_open:
             return  # an Update outside any turn: nothing to decide
-        elif state in ASSISTANT and self.guard.interrupts(ev):
-            await self._barge_in(ev, arrived)
         else:
             self.machine.fire(STT_EVENT[t], ev)
             if t is TurnEventType.TURN_RESUMED and state == "speculating":
@@ -247,7 +239,7 @@ class Pipeline:
     async def _barge_in(self, ev: TurnEvent, arrived: float) -> None:
         turn = self.turn
         assert turn is not None
-        turn.timings.interrupt_event = arrived
+        turn.timings.interrupt_event = turn.timings.interrupt_event or arrived  # speech start, when paused
         self.machine.fire("BARGE_IN", ev)
         self.machine.fire("CANCEL")
         await watchdogs.wait_cancelled(self, turn)
@@ -276,6 +268,22 @@ class Pipeline:
 
     def user_turn_is_open(self, *_: Any) -> bool:
         return self.user_turn_open
+
+    def has_audio(self, *_: Any) -> bool:
+        return self.turn is not None and self.turn.playback_t0 is not None
+
+    # ``paused`` (actors/barge_in.py)
+    def pause_output(self, *args: Any) -> None:
+        self.barge.pause_output(*args)
+
+    def resume_output(self, *args: Any) -> None:
+        self.barge.resume_output(*args)
+
+    def pause_timed_out(self, *args: Any) -> None:
+        self.barge.pause_timed_out(*args)
+
+    def on_exit_paused(self, *args: Any) -> None:
+        self.barge.on_exit_paused(*args)
 
     # ------------------------------------------------------------------ machine: actions (never await)
     def record_user_turn(self, ev: TurnEvent, arrived: float | None = None, *_: Any) -> None:
@@ -386,8 +394,7 @@ class Pipeline:
             content = f"{heard} [interrupted]".strip() if interrupted else heard
             self.history.append(ChatMessage("assistant", content))
         last_sent = self.session.last_audio_sent.get(turn.turn_id)
-        if turn.timings.interrupt_event is not None:
-            turn.timings.interrupt_stopped = max(turn.timings.interrupt_event, last_sent or 0.0)
+        turn.timings.interrupt_stopped = self.barge.stopped_at(turn, last_sent)
         self.send(
             ap.event(
                 "assistant.message",
@@ -415,6 +422,7 @@ class Pipeline:
         turn = self.turn
         if not self.flux and turn is not None and turn.outcome == "pending" and turn.audio_format is not None:
             self.send(ap.audio_start(turn.turn_id, turn.audio_format))
+        self.barge.reannounce()
 
     def on_client(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")

@@ -137,7 +137,8 @@ async def _speak(p: Pipeline, turn: AssistantTurn, pieces: asyncio.Queue[str | N
     if out.index:
         p.send(ap.audio_end(turn.turn_id, out.index, turn.audio_s))
         # The reply is over when the user has heard it: until then a barge-in can still cut it.
-        while (left := turn.audio_s - turn.played_s()) > 0.001:  # noqa: ASYNC110 - a clock, not an event
+        while (left := turn.audio_s - turn.played_s()) > 0.001:  # a clock (and the pause event)
+            await turn.unpaused.wait()  # a paused reply is not over
             await asyncio.sleep(min(left, 0.05) if turn.client_played_s is not None else left)
     turn.outcome = "done"
     p.post("REPLY_DONE", turn.turn_id)
@@ -161,6 +162,7 @@ class _AudioOut:
 
     async def add(self, chunk: TtsChunk, piece: SpokenPiece) -> None:
         if self.framer is None:
+            await self.turn.unpaused.wait()  # a reply paused while thinking starts no audio
             fmt = chunk.format
             self.format = self.turn.audio_format = _format(fmt)
             self.framer = framer_for(
@@ -191,12 +193,15 @@ class _AudioOut:
 
 
 async def _pace(turn: AssistantTurn, lead: float) -> None:
-    """Stay at most ``lead`` seconds of audio ahead of real-time playback."""
-    if turn.playback_t0 is None:
-        return
-    ahead = turn.audio_s - (time.monotonic() - turn.playback_t0) - lead
-    if ahead > 0:
-        await asyncio.sleep(ahead)
+    """Stay at most ``lead`` seconds of audio ahead of real-time playback; hold while paused."""
+    while True:
+        await turn.unpaused.wait()
+        if turn.playback_t0 is None:
+            return
+        ahead = turn.audio_s - (time.monotonic() - turn.playback_t0) - lead
+        if ahead <= 0:
+            return
+        await asyncio.sleep(ahead)  # then look again: a pause may have started meanwhile
 
 
 def _format(fmt: object) -> dict[str, object]:

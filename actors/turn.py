@@ -40,7 +40,8 @@ class Timings:
     first_piece: float | None = None
     tts_request: float | None = None
     first_audio: float | None = None
-    interrupt_event: float | None = None
+    interrupt_event: float | None = None  # the interrupting speech started (its audio's arrival)
+    output_paused: float | None = None  # audio.pause was decided for the interrupting speech
     interrupt_stopped: float | None = None
 
 
@@ -64,10 +65,27 @@ class AssistantTurn:
     span: Any = None  # OpenTelemetry span of the turn
     outcome: str = "pending"  # pending | done | interrupted | cancelled | discarded | watchdog
     audio_format: dict[str, Any] | None = None  # as announced in audio.start (None: no audio yet)
+    # The playback clock stops while the conversation is ``paused`` (set = running; see actors/barge_in.py).
+    paused_at: float | None = None
+    unpaused: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
+        self.unpaused.set()
         if not self.speculative:
             self.released.set()
+
+    # ------------------------------------------------------------------ playback clock
+    def pause(self, now: float) -> None:
+        """Stop the playback clock: the client pauses, the audio producer holds (``_pace``)."""
+        self.paused_at = now
+        self.unpaused.clear()
+
+    def resume(self, now: float) -> None:
+        """Restart the clock where it stopped: ``playback_t0`` moves by the time audio was paused."""
+        if self.paused_at is not None and self.playback_t0 is not None:
+            self.playback_t0 += max(0.0, now - max(self.paused_at, self.playback_t0))
+        self.paused_at = None
+        self.unpaused.set()
 
     # ------------------------------------------------------------------ scope
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -99,6 +117,8 @@ class AssistantTurn:
         if self.playback_t0 is None:
             return 0.0
         now = time.monotonic() if now is None else now
+        if self.paused_at is not None:  # nothing plays while paused
+            now = min(now, self.paused_at)
         return max(0.0, min(self.audio_s, now - self.playback_t0))
 
     def heard_text(self, played_s: float | None = None) -> str:

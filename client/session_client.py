@@ -155,6 +155,62 @@ class VaniSession:
         await self.ws.close()
 
 
+@dataclass
+class AgentPlayback:
+    """What a player plays of a session's audio, by the rules in docs/protocol.md ("Assistant audio frames").
+
+    Echo sessions send raw PCM (no header). Agent sessions announce each turn with ``audio.start`` (format,
+    ``header_bytes``); frames of other turns and of cleared turns (``audio.clear``) are dropped; frames of
+    a paused turn (``audio.pause``) are held and released in order by its ``audio.resume``.
+    """
+
+    rate: int = 16000
+    header: int = 0
+    current: int | None = None
+    cleared: set[int] = field(default_factory=set)
+    paused: int | None = None  # the turn whose playback is paused
+    held: list[bytes] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: {"pauses": 0, "resumes": 0, "clears": 0, "dropped": 0})
+
+    def on_event(self, ev: dict[str, Any]) -> list[bytes]:
+        """Apply one JSON event; returns audio it releases (a resume's held frames)."""
+        kind, turn = ev.get("type"), ev.get("turn_id")
+        if kind == "audio.start":
+            self.header = int(ev.get("header_bytes", 8))
+            self.rate = int(ev.get("format", {}).get("sample_rate", self.rate))
+            if turn != self.current:
+                self.current = None if turn in self.cleared else turn
+                self.held = []
+        elif kind == "audio.pause":
+            self.counts["pauses"] += 1
+            self.paused = turn
+        elif kind == "audio.resume" and turn == self.paused:
+            self.counts["resumes"] += 1
+            self.paused, released, self.held = None, self.held, []
+            return released
+        elif kind == "audio.clear":
+            self.counts["clears"] += 1
+            self.cleared.add(turn)
+            if turn == self.current:
+                self.current, self.held = None, []
+            if turn == self.paused:
+                self.paused = None
+        return []
+
+    def on_frame(self, frame: bytes) -> list[bytes]:
+        """One binary frame; returns the audio to play now (nothing while its turn is paused)."""
+        if not self.header:
+            return [frame]
+        turn = int.from_bytes(frame[:4], "big")
+        if turn != self.current:
+            self.counts["dropped"] += 1
+            return []
+        if turn == self.paused:
+            self.held.append(frame[self.header :])
+            return []
+        return [frame[self.header :]]
+
+
 class SessionRefused(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(f"session refused: {code} {reason}")

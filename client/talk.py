@@ -13,7 +13,7 @@ import uuid
 import wave
 from pathlib import Path
 
-from client.session_client import SessionRefused, VaniSession
+from client.session_client import AgentPlayback, SessionRefused, VaniSession
 
 RATE = 16000
 
@@ -42,26 +42,18 @@ async def talk(url: str, pcm: bytes, *, session_id: str, frame_ms: int, tail_s: 
     session = await VaniSession.connect(url, session_id, token=token)
     received: list[bytes] = []
     events: list[dict] = []
-    # Echo sessions send raw PCM; agent sessions announce each turn's audio with `audio.start`
-    # (format and an 8-byte turn header on every frame) and may clear it on barge-in.
-    header = 0
-    rate = RATE
-    cleared: set[int] = set()
+    # Echo sessions send raw PCM; agent sessions announce each turn's audio with `audio.start` (format and
+    # an 8-byte turn header on every frame), may pause it while user speech is judged (`audio.pause` /
+    # `audio.resume`: held frames are released in order) and may clear it on barge-in (`audio.clear`).
+    playback = AgentPlayback(rate=RATE)
 
     async def reader() -> None:
-        nonlocal header, rate
         async for item in session:
             if isinstance(item, bytes):
-                turn = int.from_bytes(item[:4], "big") if header else None
-                if turn not in cleared:
-                    received.append(item[header:])
+                received.extend(playback.on_frame(item))
                 continue
             events.append(item)
-            if item.get("type") == "audio.start":
-                header = int(item.get("header_bytes", 8))
-                rate = int(item.get("format", {}).get("sample_rate", rate))
-            elif item.get("type") == "audio.clear":
-                cleared.add(item.get("turn_id"))
+            received.extend(playback.on_event(item))
 
     read_task = asyncio.create_task(reader())
     start = time.monotonic()
@@ -74,7 +66,13 @@ async def talk(url: str, pcm: bytes, *, session_id: str, frame_ms: int, tail_s: 
         await asyncio.wait_for(read_task, 5)
     except TimeoutError:
         read_task.cancel()
-    return {"audio": b"".join(received), "rate": rate, "events": events, "started": session.started}
+    return {
+        "audio": b"".join(received),
+        "rate": playback.rate,
+        "events": events,
+        "started": session.started,
+        "playback": dict(playback.counts),
+    }
 
 
 def cmd_talk(args: argparse.Namespace) -> int:
@@ -104,4 +102,5 @@ def cmd_talk(args: argparse.Namespace) -> int:
         f"received {len(result['audio']) / (2 * result['rate']):.2f} s of audio -> {out}"
     )
     print("events: " + ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())))
+    print("playback: " + ", ".join(f"{k} {v}" for k, v in result["playback"].items()))
     return 0

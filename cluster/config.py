@@ -133,6 +133,9 @@ class Settings:
     # EagerEndOfTurn and then neither EndOfTurn nor TurnResumed -> speculation discarded, ForceEndTurn
     watchdog_speculating_s: float = 3.0
     watchdog_cancelling_s: float = 2.0  # a cancelled turn's tasks still running -> abandoned, client told
+    # A reply paused by user speech (pause first, decide after) whose user turn neither ends nor passes the
+    # barge-in guard for this long resumes (audio.resume, watchdog event). Keep it below the tts_stall one.
+    watchdog_paused_s: float = 3.0
     stt_keepalive_s: float = 4.0  # silence sent to STT after this long without client audio
 
     @staticmethod

@@ -46,6 +46,10 @@ class AgentClient:
     payloads: dict[int, list[bytes]] = field(default_factory=dict)  # turn_id -> each frame's audio bytes
     audio_at: dict[int, list[float]] = field(default_factory=dict)  # turn_id -> arrival time of each frame
     cleared: set[int] = field(default_factory=set)
+    paused: set[int] = field(default_factory=set)  # between audio.pause and audio.resume
+    indexes: dict[int, list[int]] = field(default_factory=dict)  # turn_id -> chunk index of each frame
+    # ("audio" | event type, turn_id, time.monotonic() on arrival), in arrival order
+    arrivals: list[tuple[str, int | None, float]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     current: int | None = None
     first_audio_at: dict[int, float] = field(default_factory=dict)
@@ -64,9 +68,13 @@ class AgentClient:
     async def _read(self) -> None:
         async for msg in self.ws:
             if isinstance(msg, bytes):
-                turn_id, _index, payload = decode_audio(msg)
+                turn_id, index, payload = decode_audio(msg)
                 if turn_id in self.cleared:
                     self.violations.append(f"audio of turn {turn_id} after its audio.clear")
+                if turn_id in self.paused:
+                    self.violations.append(f"audio of turn {turn_id} while it is paused")
+                self.indexes.setdefault(turn_id, []).append(index)
+                self.arrivals.append(("audio", turn_id, time.monotonic()))
                 if turn_id != self.current:
                     self.violations.append(f"audio of turn {turn_id} while turn {self.current} is current")
                 self.audio[turn_id] = self.audio.get(turn_id, 0) + len(payload)
@@ -77,7 +85,12 @@ class AgentClient:
             else:
                 ev = json.loads(msg)
                 self.events.append(ev)
-                if ev["type"] == "audio.start":
+                self.arrivals.append((ev["type"], ev.get("turn_id"), time.monotonic()))
+                if ev["type"] == "audio.pause":
+                    self.paused.add(ev["turn_id"])
+                elif ev["type"] == "audio.resume":
+                    self.paused.discard(ev["turn_id"])
+                elif ev["type"] == "audio.start":
                     self.current = ev["turn_id"]
                 elif ev["type"] == "audio.clear":
                     self.cleared.add(ev["turn_id"])

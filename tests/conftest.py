@@ -80,6 +80,7 @@ AGENT = dict(
     watchdog_turn_no_audio_s=1.5,
     watchdog_llm_first_token_s=10.0,
     watchdog_tts_stall_s=10.0,
+    watchdog_paused_s=8.0,
 )
 APPS = {
     "vani": dict(route_prefix="/"),

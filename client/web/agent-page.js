@@ -48,7 +48,8 @@ function addLatencyRow(r) {
 function renderPlayback() {
   const s = client.stats;
   $("playback-stats").textContent =
-    `played ${s.playedChunks} · dropped ${s.droppedChunks} · flushed ${s.flushedChunks} · clears ${s.clears}`;
+    `played ${s.playedChunks} · dropped ${s.droppedChunks} · flushed ${s.flushedChunks} · clears ${s.clears}` +
+    ` · pauses ${s.pauses} · resumes ${s.resumes}`;
 }
 
 client.on("playback", (m) => {

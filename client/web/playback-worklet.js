@@ -7,12 +7,17 @@
 //   {type: "chunk", turnId, index, pcm}   one frame's linear16 samples (header already removed)
 //   {type: "end", turnId}                 audio.end: no more frames for the turn
 //   {type: "clear", turnId}               audio.clear: flush now, drop any later frame of the turn
+//   {type: "pause", turnId}               audio.pause: stop playing the turn where it is; keep its buffer
+//                                         (and any frame still arriving) for a resume
+//   {type: "resume", turnId}              audio.resume: play on from exactly where it paused
 //
 // Messages out (to the main thread):
 //   {type: "played", turnId, index}       a chunk finished playing
 //   {type: "dropped", turnId, index, why} a chunk was not played (not current, cleared, superseded, overflow)
 //   {type: "cleared", turnId, flushedChunks, playedMs}   the clear was applied (nothing of the turn plays after)
 //   {type: "progress", turnId, playedMs, done}           how much of the current turn was heard
+//   {type: "paused", turnId, playedMs, bufferedChunks}   the pause was applied (paused time is never
+//   {type: "resumed", turnId, playedMs}                  counted as played)
 //
 // The source rate (24 kHz by default) is resampled to the context's rate by linear interpolation.
 
@@ -32,6 +37,7 @@ class VaniPlaybackProcessor extends AudioWorkletProcessor {
     this.doneReported = false;
     this.lastReport = 0;
     this.cleared = new Set();
+    this.pausedTurn = null; // the turn whose playback is paused (audio.pause), until its audio.resume / clear
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
 
@@ -69,6 +75,7 @@ class VaniPlaybackProcessor extends AudioWorkletProcessor {
       const wasCurrent = m.turnId === this.turn;
       const flushed = wasCurrent ? this.queue.length : 0;
       const playedMs = wasCurrent ? this.playedMs() : 0;
+      if (this.pausedTurn === m.turnId) this.pausedTurn = null;
       if (wasCurrent) {
         this.queue = [];
         this.queued = 0;
@@ -76,6 +83,19 @@ class VaniPlaybackProcessor extends AudioWorkletProcessor {
         this.turn = null;
       }
       this.port.postMessage({ type: "cleared", turnId: m.turnId, flushedChunks: flushed, playedMs });
+    } else if (m.type === "pause") {
+      this.pausedTurn = m.turnId;
+      const current = m.turnId === this.turn;
+      this.port.postMessage({
+        type: "paused",
+        turnId: m.turnId,
+        playedMs: current ? Math.floor(this.playedMs()) : 0,
+        bufferedChunks: current ? this.queue.length : 0,
+      });
+    } else if (m.type === "resume") {
+      if (this.pausedTurn === m.turnId) this.pausedTurn = null;
+      const playedMs = m.turnId === this.turn ? Math.floor(this.playedMs()) : 0;
+      this.port.postMessage({ type: "resumed", turnId: m.turnId, playedMs });
     } else if (m.type === "reset") {
       this.flush("reset");
       this.turn = null;
@@ -97,9 +117,10 @@ class VaniPlaybackProcessor extends AudioWorkletProcessor {
     const out = outputs[0];
     const frames = out[0].length;
     const step = this.rate / sampleRate; // source samples per output sample
+    const paused = this.turn !== null && this.pausedTurn === this.turn; // silence; the buffer waits
     for (let i = 0; i < frames; i++) {
       let s = 0;
-      if (this.queue.length) {
+      if (this.queue.length && !paused) {
         const c = this.queue[0].data;
         const i0 = Math.floor(this.pos);
         const frac = this.pos - i0;

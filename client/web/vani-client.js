@@ -15,7 +15,7 @@
 //   "started"   the session's first message (session.started / Connected), {resumed} tells a resume
 //   "error"     {message, code?, closeCode?, fatal}: something to show the user, in plain words
 //   "closed"    {code, reason, message}: the client gave up or was stopped
-//   "playback"  the playback worklet's reports: {type: played|dropped|cleared|progress, turnId, ...}
+//   "playback"  the playback worklet's reports: {type: played|dropped|cleared|paused|resumed|progress, turnId, ...}
 //   "chunk"     {bytes, peak}: one 256 ms microphone chunk was captured (for level meters)
 
 import { CLOSE_CODES, describeClose, describeError, micProblem } from "./messages.js";
@@ -82,6 +82,8 @@ export class VaniClient extends EventTarget {
       droppedChunks: 0,
       clears: 0,
       flushedChunks: 0,
+      pauses: 0, // audio.pause applied: user speech paused the reply while the server decides
+      resumes: 0, // audio.resume: it was a backchannel / noise, the reply plays on from where it paused
       playedAfterClear: 0, // must stay 0: a chunk of a cleared turn reported played after the clear
     };
     this._ws = null;
@@ -335,6 +337,12 @@ export class VaniClient extends EventTarget {
     } else if (msg.type === "audio.clear") {
       this.stats.clears++;
       p.postMessage({ type: "clear", turnId: msg.turn_id });
+    } else if (msg.type === "audio.pause") {
+      this.stats.pauses++;
+      p.postMessage({ type: "pause", turnId: msg.turn_id });
+    } else if (msg.type === "audio.resume") {
+      this.stats.resumes++;
+      p.postMessage({ type: "resume", turnId: msg.turn_id });
     }
   }
 
