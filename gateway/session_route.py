@@ -16,14 +16,16 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from actors import protocol
+from actors import link_auth, protocol
 from actors.protocol import CLIENT_TYPES, Close
-from cluster.config import SESSION_ID_PATTERN, SessionLimits, Settings
-from gateway.dialect import Dialect, dialect_for, session_limits
+from cluster.config import SESSION_ID_PATTERN, Settings
+from cluster.session_request import SessionRequest
+from gateway.dialect import Dialect, dialect_for, session_request
 
 log = logging.getLogger("vani.gateway")
 
@@ -47,7 +49,7 @@ def gateway_id() -> str:
         return "unknown"
 
 
-def authorized(settings: Settings, ws: WebSocket) -> bool:
+def authorized(settings: Settings, ws: HTTPConnection) -> bool:
     if not settings.api_key:
         return True
     header = ws.headers.get("authorization", "")
@@ -55,8 +57,21 @@ def authorized(settings: Settings, ws: WebSocket) -> bool:
     return secrets.compare_digest(token.encode(), settings.api_key.encode())
 
 
-async def open_link(registry: Any, session_id: str, resume_token: str | None, limits: SessionLimits):
+_SECRETS: dict[int, tuple[Any, bytes]] = {}  # id(registry handle) -> (handle, its link secret), per replica
+
+
+async def link_secret(registry: Any) -> bytes:
+    """The deployment's link secret, asked of the registry once per replica (a Ray call, never a URL)."""
+    known = _SECRETS.get(id(registry))
+    if known is None or known[0] is not registry:
+        known = (registry, await registry.link_secret.remote())
+        _SECRETS[id(registry)] = known
+    return known[1]
+
+
+async def open_link(registry: Any, session_id: str, resume_token: str | None, request: SessionRequest):
     """Place the session and open its link. Returns ``(link, opened_msg)`` or a ``Refusal``."""
+    secret = await link_secret(registry)
     placed = await registry.place.remote(session_id)
     for attempt in range(2):
         if not placed["ok"]:
@@ -75,9 +90,13 @@ async def open_link(registry: Any, session_id: str, resume_token: str | None, li
             if attempt == 1:
                 return Refusal(Close.INTERNAL, "session host unreachable")
             placed = await registry.refresh.remote(session_id)
-    opening = {"type": "link.open", "session_id": session_id, "resume_token": resume_token}
-    opening["limits"] = limits.to_dict()
-    await link.send(protocol.dumps(opening))
+    # The host challenges every link with a fresh nonce; the answer proves this replica holds the secret.
+    challenge = json.loads(await link.recv())
+    if challenge.get("type") != "link.challenge" or not isinstance(challenge.get("nonce"), str):
+        await link.close()
+        return Refusal(Close.INTERNAL, "session host handshake failed")
+    opening = {"type": "link.open", "session_id": session_id, "resume_token": resume_token, **request.to_link()}
+    await link.send(link_auth.sign(secret, challenge["nonce"], opening))
     reply = json.loads(await link.recv())
     if reply.get("type") != "link.opened":
         await link.close()
@@ -90,15 +109,15 @@ async def session_socket(
 ) -> None:
     """Serve one client connection for its whole life (``mode`` defaults to ``settings.session_mode``)."""
     mode = mode or settings.session_mode
-    limits = session_limits(settings, mode, ws.query_params)
-    if not SESSION_ID_RE.match(session_id) or not authorized(settings, ws) or isinstance(limits, str):
+    request = session_request(settings, mode, ws.query_params)
+    if not SESSION_ID_RE.match(session_id) or not authorized(settings, ws) or isinstance(request, str):
         # Refused before upgrade: the client gets HTTP 403 and no websocket.
         await ws.close(code=Close.POLICY)
         closes.inc(tags={"code": "403"})
         return
     resume = ws.query_params.get("resume_token") or ws.headers.get("x-resume-token")
     try:
-        result = await open_link(registry, session_id, resume, limits)
+        result = await open_link(registry, session_id, resume, request)
     except Exception:
         log.exception("opening session %s failed", session_id)
         result = Refusal(Close.INTERNAL, "session unavailable")
