@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
+from typing import Any
 
 import ray
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from actors import protocol
+from actors import link_auth, protocol
 from actors.loop_lag import LoopLag
 from actors.metrics import session_metrics
 from actors.protocol import Close
 from actors.ring_buffer import FrameMeta
 from actors.session import Hooks, Session
 from adapters.http_client import warm_up
-from cluster.config import SessionLimits
+from cluster.config import SessionLimits, Settings
+from cluster.session_request import SessionRequest
 
 log = logging.getLogger("vani.host")
 
@@ -34,8 +35,20 @@ LINK_MAX_BYTES = 1 << 20  # the gateway enforces the client frame limit before t
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class SessionHost:
-    def __init__(self, name: str, registry_name: str, namespace: str, single_session: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        registry_name: str,
+        namespace: str,
+        single_session: str | None,
+        settings: dict[str, Any],
+        link_secret: bytes,
+    ):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        # Every session is built from the deployment's settings (given by the registry at spawn), never
+        # from what a link says; links must prove they know the deployment's secret (actors/link_auth.py).
+        self.settings = Settings.from_dict(settings)
+        self._link_secret = link_secret
         self.name = name
         self.registry_name = registry_name
         self.namespace = namespace
@@ -100,17 +113,14 @@ class SessionHost:
 
     # ------------------------------------------------------------------ links
     async def _handle_link(self, ws: ServerConnection) -> None:
-        try:
-            opening = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
-        except (TimeoutError, ConnectionClosed, ValueError):
-            await ws.close(Close.INTERNAL, "bad link handshake")
+        opening = await self._handshake(ws)
+        if opening is None:
             return
-        sid = opening.get("session_id", "")
+        sid, token, request = opening
         if self.single_session is not None and sid != self.single_session:
             await self._refuse(ws, Close.INTERNAL, "wrong session actor")
             return
         session = self.sessions.get(sid)
-        token = opening.get("resume_token")
         if session is not None and token != session.resume_token:
             if session.has_link:
                 await self._refuse(ws, Close.CONFLICT, "session already has a live connection")
@@ -118,9 +128,9 @@ class SessionHost:
                 await self._refuse(ws, Close.BAD_RESUME, "resume token missing or invalid")
             return
         if session is None:
-            limits = SessionLimits.from_dict(opening["limits"])
+            limits = SessionLimits.from_settings(self.settings, request.mode)
             try:
-                session = Session(sid, limits, self._hooks())
+                session = Session(sid, limits, self._hooks(), request.settings_for(self.settings))
             except Exception as exc:  # e.g. a provider is not configured: refuse, say why
                 log.exception("session %s could not start", sid)
                 await self._refuse(ws, Close.INTERNAL, f"session could not start: {exc}"[:120])
@@ -142,9 +152,34 @@ class SessionHost:
         finally:
             session.detach(ws)
 
+    async def _handshake(self, ws: ServerConnection) -> tuple[str, str | None, SessionRequest] | None:
+        """Challenge the link, check its answer; returns (session id, resume token, request) or refuses."""
+        nonce = link_auth.new_nonce()
+        try:
+            await ws.send(link_auth.challenge(nonce))
+            raw = await asyncio.wait_for(ws.recv(), timeout=link_auth.HANDSHAKE_TIMEOUT_S)
+        except TimeoutError:
+            await self._refuse(ws, Close.POLICY, "link handshake too slow")
+            return None
+        except ConnectionClosed:
+            return None
+        body = link_auth.verify(self._link_secret, nonce, raw)
+        if body is None:
+            log.warning("host %s refused an unauthenticated link from %s", self.name, ws.remote_address)
+            await self._refuse(ws, Close.POLICY, "link not authenticated")
+            return None
+        try:
+            request = SessionRequest.from_link(body, self.settings)
+        except ValueError as exc:
+            log.warning("host %s refused a link.open: %s", self.name, exc)
+            await self._refuse(ws, Close.POLICY, f"bad link.open: {exc}"[:120])
+            return None
+        return body["session_id"], body.get("resume_token"), request
+
     async def _refuse(self, ws: ServerConnection, code: int, reason: str) -> None:
-        await ws.send(protocol.dumps({"type": "link.refused", "code": code, "reason": reason}))
-        await ws.close(Close.NORMAL, reason)
+        with contextlib.suppress(ConnectionClosed):  # the peer may be gone already
+            await ws.send(protocol.dumps({"type": "link.refused", "code": code, "reason": reason}))
+            await ws.close(Close.NORMAL, reason)
 
     # ------------------------------------------------------------------ session hooks
     def _hooks(self) -> Hooks:

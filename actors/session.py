@@ -25,7 +25,7 @@ from actors.outbound import CloseRequest, OutboundQueue
 from actors.protocol import Close, Limits
 from actors.ring_buffer import FrameMeta, RingBuffer
 from actors.state_machine import InvalidEvent, SessionMachine
-from cluster.config import SessionLimits
+from cluster.config import SessionLimits, Settings
 
 if TYPE_CHECKING:
     from actors.pipeline import Pipeline
@@ -65,7 +65,7 @@ class Hooks:
 
 
 class Session:
-    def __init__(self, session_id: str, limits: SessionLimits, hooks: Hooks) -> None:
+    def __init__(self, session_id: str, limits: SessionLimits, hooks: Hooks, settings: Settings) -> None:
         self.session_id = session_id
         self.limits = limits
         self.hooks = hooks
@@ -103,9 +103,9 @@ class Session:
             self._echo.add_done_callback(self._task_died)
         else:
             from actors.pipeline import Pipeline  # providers are imported only by sessions that use them
-            from cluster.config import Settings
 
-            self.pipeline = Pipeline(self, Settings.from_dict(limits.settings), self.mode)
+            # The deployment's settings (from the host), with only the client's validated options applied.
+            self.pipeline = Pipeline(self, settings, self.mode)
 
     # ---------------------------------------------------------------- link lifecycle
     @property

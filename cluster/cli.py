@@ -2,7 +2,7 @@
 
 vani up [--address ADDR] [--port N]     start (or join) Ray, deploy, print URLs, stop on Ctrl-C
 vani deploy --address ADDR              deploy onto a running cluster and return
-vani status [--url URL]                 sessions, hosts, nodes
+vani status [--url URL] [--token KEY]   sessions, hosts, nodes (session ids with the API key)
 vani talk --wav FILE [--url URL]        stream a WAV in real time, save what comes back
 vani emulate [--port N]                 run the provider emulators on 127.0.0.1
 vani providers check                    which providers are configured and whether they answer
@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--address", default=None, help="existing Ray cluster address (default: start local)")
     up.add_argument("--host", default=None, help="HTTP host for the gateway (default 127.0.0.1)")
     up.add_argument("--port", type=int, default=None, help="HTTP port for the gateway (default 8000)")
+    up.add_argument(
+        "--bind-host", default=None, help="node IP of the local Ray it starts, where Ray and session hosts listen"
+    )
     up.add_argument("--mode", choices=["sharded", "actor"], default=None, help="session placement mode")
     up.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
     up.add_argument(
@@ -49,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="sessions, hosts and nodes of a running deployment")
     st.add_argument("--url", default="http://127.0.0.1:8000", help="gateway base URL")
     st.add_argument("--json", action="store_true", help="print raw JSON")
+    st.add_argument("--token", default=None, help="API key, if the server requires one (default: $VANI_API_KEY)")
     st.set_defaults(func=_lazy("cluster.run", "cmd_status"))
 
     talk = sub.add_parser("talk", help="stream a WAV file in real time and save what comes back")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -26,6 +26,10 @@ class Settings:
     namespace: str = "vani"
     app_name: str = "vani"  # Serve app name; registry and host actors are named after it
     http_host: str = "127.0.0.1"
+    # Where a Ray that `vani up` starts itself listens: its node IP, so Ray's services and the session
+    # hosts' link servers. Loopback keeps all of them on this machine; set an interface address only to
+    # let other nodes join (README "Security"). Not used when joining a cluster (`address`).
+    bind_host: str = "127.0.0.1"
     http_port: int = 8000
     route_prefix: str = "/"
     gateway_replicas: int = 1
@@ -192,7 +196,7 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
 
 @dataclass(frozen=True)
 class SessionLimits:
-    """Per-session knobs the gateway hands to the host when it opens a session."""
+    """Per-session knobs, computed by the session host from the deployment's own settings."""
 
     echo_delay_ms: float = 500.0
     max_frame_bytes: int = 65536
@@ -201,27 +205,20 @@ class SessionLimits:
     flood_burst_s: float = 20.0
     flood_rate: float = 2.0
     session_ttl_s: float = 60.0
-    extra: dict[str, Any] = field(default_factory=dict)
-    # "echo" | "agent" | "flux"; agent and flux sessions build their pipeline from ``settings``
-    # (a ``Settings.public()`` dict: no secrets; provider credentials come from the host's env).
-    mode: str = "echo"
-    settings: dict[str, Any] = field(default_factory=dict)
+    mode: str = "echo"  # "echo" | "agent" | "flux"
 
     @staticmethod
-    def from_settings(s: Settings) -> SessionLimits:
+    def from_settings(s: Settings, mode: str = "echo") -> SessionLimits:
+        # 128 KB of inbound audio (4 s) waits for the STT at most; past that the session stops reading
+        # its link and backpressure reaches the client.
+        ring = s.inbound_ring_bytes if mode == "echo" else 131072
         return SessionLimits(
             echo_delay_ms=s.echo_delay_ms,
             max_frame_bytes=s.max_frame_bytes,
             outbound_cap_bytes=s.outbound_cap_bytes,
-            inbound_ring_bytes=s.inbound_ring_bytes,
+            inbound_ring_bytes=ring,
             flood_burst_s=s.flood_burst_s,
             flood_rate=s.flood_rate,
             session_ttl_s=s.session_ttl_s,
+            mode=mode,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> SessionLimits:
-        return SessionLimits(**d)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -31,8 +32,29 @@ INGRESS_ENV: dict[str, dict[str, str]] = {
 }
 
 
+def keep_ray_on(bind_host: str) -> str:
+    """Make a Ray started by this process use ``bind_host`` as its node IP; returns the address to pass.
+
+    Ray replaces a loopback node IP with the machine's interface IP (so other machines could join)
+    unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0; then every Ray service and every session host's link
+    server would listen on that interface. Set before Ray starts: its processes inherit it.
+    """
+    bind_host = "127.0.0.1" if bind_host == "localhost" else bind_host
+    try:
+        loopback = ipaddress.ip_address(bind_host).is_loopback
+    except ValueError:
+        raise ValueError(f"bind_host must be an IP address of this machine, not {bind_host!r}") from None
+    if loopback:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        constants = sys.modules.get("ray._private.ray_constants")
+        if constants is not None:  # Ray was imported before us: it read the variable already
+            constants.ENABLE_RAY_CLUSTER = False
+    return bind_host
+
+
 def connect_ray(settings: Settings) -> dict[str, Any]:
-    """``ray.init`` against ``settings.address``, or start a local single-node Ray bound to 127.0.0.1."""
+    """``ray.init`` against ``settings.address``, or start a local single-node Ray on ``bind_host``."""
+    node_ip = None if settings.address else keep_ray_on(settings.bind_host)
     import ray
 
     if settings.ingress not in INGRESS_ENV:
@@ -50,7 +72,7 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
             "namespace": settings.namespace,
             "include_dashboard": settings.dashboard,
             "dashboard_port": settings.dashboard_port,
-            "_node_ip_address": "127.0.0.1",
+            "_node_ip_address": node_ip,
             "log_to_driver": False,
         }
         if settings.metrics_export_port:
@@ -68,6 +90,7 @@ def deploy(settings: Settings, timeout_s: float = 120.0) -> str:
     import ray
     from ray import serve
 
+    from actors import link_auth
     from gateway.app import Gateway
     from gateway.placement import registry_name
     from gateway.registry import Registry
@@ -79,7 +102,7 @@ def deploy(settings: Settings, timeout_s: float = 120.0) -> str:
         get_if_exists=True,
         num_cpus=0,
         max_concurrency=10000,
-    ).remote(settings.to_dict())
+    ).remote(settings.to_dict(), link_auth.new_secret())  # ignored when the registry exists: it keeps its own
     ray.get(registry.start.remote(), timeout=timeout_s)
     serve.start(
         http_options={"host": settings.http_host, "port": settings.http_port},
@@ -138,6 +161,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.load(
         address=getattr(args, "address", None),
         http_host=getattr(args, "host", None),
+        bind_host=getattr(args, "bind_host", None),
         http_port=getattr(args, "port", None),
         placement_mode=getattr(args, "mode", None),
         ingress=getattr(args, "ingress", None),
@@ -190,12 +214,19 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """``vani status``: what the registry knows, from the gateway's /v1/status."""
+    """``vani status``: what the registry knows, from the gateway's /v1/status (with the API key if given)."""
+    token = args.token or os.environ.get("VANI_API_KEY")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        resp = httpx.get(f"{args.url.rstrip('/')}/v1/status", timeout=10)
-        resp.raise_for_status()
+        resp = httpx.get(f"{args.url.rstrip('/')}/v1/status", headers=headers, timeout=10)
     except httpx.HTTPError as exc:
         print(f"vani status: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if resp.status_code in (401, 403):
+        print(f"vani status: {args.url} needs its API key (--token or VANI_API_KEY)", file=sys.stderr)
+        return 1
+    if resp.status_code != 200:
+        print(f"vani status: {args.url} answered HTTP {resp.status_code}", file=sys.stderr)
         return 1
     st = resp.json()
     if args.json:
@@ -205,7 +236,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"app {st['app']}  mode {st['placement_mode']}  sessions {st['sessions']}/{st['max_sessions']}"
         f"  refused {st['refused']}  nodes {len(st['nodes'])}"
     )
-    print(f"{'host':<48} {'node':<14} {'sessions':>8}  address")
+    print(f"{'host':<48} {'node':<14} {'sessions':>8}")
     for h in st["hosts"]:
-        print(f"{h['name']:<48} {h['node_id'][:12]:<14} {h['sessions']:>8}  {h['address']}")
+        print(f"{h['name']:<48} {h['node_id'][:12]:<14} {h['sessions']:>8}")
+    for h in st.get("host_stats", []):  # only with the API key
+        for s in h["sessions"]:
+            print(f"  {h['name']}  {s['session_id']}  {s['state']}  {'connected' if s['connected'] else 'detached'}")
     return 0

@@ -2,7 +2,7 @@
 
 Routes:
   GET /healthz                  liveness (and which app / placement mode)
-  GET /v1/status                sessions, hosts, nodes (``vani status``)
+  GET /v1/status                sessions, hosts, nodes (``vani status``; gateway/status_view.py)
   WS  /v1/sessions/{session_id} the duplex voice session (see docs/protocol.md)
   WS  /v2/listen                transcription only, Deepgram Flux's own path and schema (gateway/flux_route.py);
                                 the session id from ?session_id= / X-Vani-Session, else a fresh one
@@ -28,6 +28,7 @@ from cluster.config import Settings
 from gateway import placement
 from gateway.flux_route import flux_socket, listen_socket
 from gateway.session_route import session_socket
+from gateway.status_view import status_response
 from gateway.web_route import web_file, web_index
 
 app = FastAPI(title="vani", docs_url=None, redoc_url=None)
@@ -55,10 +56,8 @@ class Gateway:
         return {"ok": True, "app": self.settings.app_name, "placement_mode": self.settings.placement_mode}
 
     @app.get("/v1/status")
-    async def status(self) -> dict[str, Any]:
-        status = await self.registry.status.remote()
-        status["host_stats"] = await self.registry.host_stats.remote()
-        return status
+    async def status(self, request: Request) -> Response:
+        return await status_response(self.settings, self.registry, request)
 
     @app.websocket("/v1/sessions/{session_id}")
     async def session(self, websocket: WebSocket, session_id: str) -> None:

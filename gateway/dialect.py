@@ -4,20 +4,23 @@
 - ``/v1/sessions/{id}`` in ``agent`` mode: phase-1 messages plus ``playback``; assistant audio frames
   pass through an ``AudioGate`` that drops frames of turns that are no longer current.
 - ``/v2/flux/{id}``: Deepgram Flux ``/v2/listen`` control messages and ``Error`` shape.
+
+It also turns a client's query into the ``SessionRequest`` the gateway asks the session's host for.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from actors import protocol
 from actors.agent_protocol import AGENT_CLIENT_TYPES, FLUX_CLIENT_TYPES, decode_audio
-from cluster.config import SessionLimits, Settings
+from cluster.config import Settings
+from cluster.session_request import OPTION_RANGES, SessionRequest, check_option
 
-FLUX_RANGES = {"eot_threshold": (0.5, 1.0), "eager_eot_threshold": (0.3, 0.9), "eot_timeout_ms": (500, 60000)}
 MAX_CLEARED = 256
 
 
@@ -75,16 +78,16 @@ def dialect_for(mode: str) -> Dialect:
     return Dialect(protocol.CLIENT_TYPES)
 
 
-def session_limits(settings: Settings, mode: str, query: Mapping[str, Any]) -> SessionLimits | str:
-    """Limits for a new session of ``mode``; Flux query params override the flux_* settings.
+def session_request(settings: Settings, mode: str, query: Mapping[str, Any]) -> SessionRequest | str:
+    """What a new session of ``mode`` asks its host for: Flux query params override the flux_* settings.
 
     Returns an error string for invalid params (the connection is refused before it is accepted).
     """
-    limits = SessionLimits.from_settings(settings)
     if mode == "echo":
-        return limits
-    overrides: dict[str, Any] = {}
-    for name, (lo, hi) in FLUX_RANGES.items():
+        return SessionRequest(mode)
+    options: dict[str, Any] = {}
+    for option, (lo, hi) in OPTION_RANGES.items():
+        name = option.removeprefix("flux_")
         raw = query.get(name)
         if raw in (None, ""):
             continue
@@ -92,21 +95,18 @@ def session_limits(settings: Settings, mode: str, query: Mapping[str, Any]) -> S
             value = float(raw)
         except ValueError:
             return f"{name} must be a number"
-        if not lo <= value <= hi:
+        if not math.isfinite(value) or not lo <= value <= hi:
             return f"{name} must be between {lo} and {hi}"
-        overrides[f"flux_{name}"] = int(value) if name == "eot_timeout_ms" else value
+        options[option] = int(value) if name == "eot_timeout_ms" else value
     getlist = getattr(query, "getlist", None)
     keyterms = getlist("keyterm") if getlist else []
     if keyterms:
-        overrides["flux_keyterms"] = ",".join(keyterms)
+        options["flux_keyterms"] = ",".join(keyterms)
     if query.get("encoding", "linear16") != "linear16" or str(query.get("sample_rate", "16000")) != "16000":
         return "vani accepts encoding=linear16 and sample_rate=16000 only"
-    chosen = settings.replace(**overrides)
-    settings_dict = {**chosen.to_dict(), "api_key": None}  # never ship the gateway's key to hosts
-    return _with(limits, mode=mode, settings=settings_dict)
-
-
-def _with(limits: SessionLimits, **changes: Any) -> SessionLimits:
-    import dataclasses
-
-    return dataclasses.replace(limits, **changes)
+    for option, value in options.items():  # the host checks the same again
+        try:
+            check_option(option, value)
+        except ValueError as exc:
+            return str(exc)
+    return SessionRequest(mode, options)

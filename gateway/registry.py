@@ -48,9 +48,12 @@ class Entry:
 
 @ray.remote(max_restarts=-1)
 class Registry:
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], link_secret: bytes) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         self.settings = Settings.from_dict(settings)
+        # Created by deploy() and passed in (not made here), so a restarted registry keeps the secret its
+        # hosts and the gateway replicas already hold. Only Ray calls ever carry it.
+        self._link_secret = link_secret
         self.app = self.settings.app_name
         self.ns = self.settings.namespace
         self.hosts: dict[str, HostInfo] = {}
@@ -65,6 +68,10 @@ class Registry:
             await self._reconcile_hosts()
             self._loop_task = asyncio.get_running_loop().create_task(self._reconcile_loop())
         return await self.status()
+
+    async def link_secret(self) -> bytes:
+        """The deployment's link secret, for gateway replicas (Ray callers are trusted: see README "Security")."""
+        return self._link_secret
 
     # ------------------------------------------------------------------ data-plane entry points
     async def place(self, session_id: str, new_ok: bool = True) -> dict[str, Any]:
@@ -157,6 +164,10 @@ class Registry:
         self.hosts[name] = HostInfo(name, ready["node_id"], handle, ready["address"])
         return ready["address"]
 
+    @property
+    def _host_settings(self) -> dict[str, Any]:
+        return {**self.settings.to_dict(), "api_key": None}  # hosts never need the clients' API key
+
     def _spawn_host(
         self, name: str, strategy: Any, *, max_concurrency: int, max_restarts: int, single_session: str | None = None
     ) -> Any:
@@ -170,7 +181,9 @@ class Registry:
             max_concurrency=max_concurrency,
             max_restarts=max_restarts,
             scheduling_strategy=strategy,
-        ).remote(name, placement.registry_name(self.app), self.ns, single_session)
+        ).remote(
+            name, placement.registry_name(self.app), self.ns, single_session, self._host_settings, self._link_secret
+        )
 
     # ------------------------------------------------------------------ reconciliation
     async def _reconcile_loop(self) -> None:

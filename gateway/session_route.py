@@ -18,17 +18,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from actors import client_json, protocol
+from actors import client_json, link_auth, protocol
 from actors.flood import FloodGuard
 from actors.loop_lag import LoopLag
 from actors.metrics import session_metrics
 from actors.protocol import CLIENT_TYPES, Close
-from cluster.config import SESSION_ID_PATTERN, SessionLimits, Settings
-from gateway.dialect import Dialect, dialect_for, session_limits
+from cluster.config import SESSION_ID_PATTERN, Settings
+from cluster.session_request import SessionRequest
+from gateway.dialect import Dialect, dialect_for, session_request
 
 log = logging.getLogger("vani.gateway")
 
@@ -59,7 +61,7 @@ def replica_lag() -> LoopLag:
     return LoopLag(lambda lag_ms: gauge.set(lag_ms, tags=tags))
 
 
-def authorized(settings: Settings, ws: WebSocket) -> bool:
+def authorized(settings: Settings, ws: HTTPConnection) -> bool:
     if not settings.api_key:
         return True
     tokens = ws.query_params.getlist("token")
@@ -71,13 +73,26 @@ def authorized(settings: Settings, ws: WebSocket) -> bool:
     return secrets.compare_digest(token.encode(), settings.api_key.encode())
 
 
+_SECRETS: dict[int, tuple[Any, bytes]] = {}  # id(registry handle) -> (handle, its link secret), per replica
+
+
+async def link_secret(registry: Any) -> bytes:
+    """The deployment's link secret, asked of the registry once per replica (a Ray call, never a URL)."""
+    known = _SECRETS.get(id(registry))
+    if known is None or known[0] is not registry:
+        known = (registry, await registry.link_secret.remote())
+        _SECRETS[id(registry)] = known
+    return known[1]
+
+
 async def open_link(
-    registry: Any, session_id: str, resume_token: str | None, limits: SessionLimits, new_ok: bool = True
+    registry: Any, session_id: str, resume_token: str | None, request: SessionRequest, new_ok: bool = True
 ):
     """Place the session and open its link. Returns ``(link, opened_msg)`` or a ``Refusal``.
 
     ``new_ok=False`` (this replica is behind real time): existing sessions only, a new one gets 1013.
     """
+    secret = await link_secret(registry)
     placed = await registry.place.remote(session_id, new_ok)
     for attempt in range(2):
         if not placed["ok"]:
@@ -96,9 +111,13 @@ async def open_link(
             if attempt == 1:
                 return Refusal(Close.INTERNAL, "session host unreachable")
             placed = await registry.refresh.remote(session_id)
-    opening = {"type": "link.open", "session_id": session_id, "resume_token": resume_token}
-    opening["limits"] = limits.to_dict()
-    await link.send(protocol.dumps(opening))
+    # The host challenges every link with a fresh nonce; the answer proves this replica holds the secret.
+    challenge = json.loads(await link.recv())
+    if challenge.get("type") != "link.challenge" or not isinstance(challenge.get("nonce"), str):
+        await link.close()
+        return Refusal(Close.INTERNAL, "session host handshake failed")
+    opening = {"type": "link.open", "session_id": session_id, "resume_token": resume_token, **request.to_link()}
+    await link.send(link_auth.sign(secret, challenge["nonce"], opening))
     reply = json.loads(await link.recv())
     if reply.get("type") != "link.opened":
         await link.close()
@@ -111,9 +130,9 @@ async def session_socket(
 ) -> None:
     """Serve one client connection for its whole life (``mode`` defaults to ``settings.session_mode``)."""
     mode = mode or settings.session_mode
-    limits = session_limits(settings, mode, ws.query_params)
+    request = session_request(settings, mode, ws.query_params)
     ambiguous = len(ws.query_params.getlist("resume_token")) > 1
-    if not SESSION_ID_RE.fullmatch(session_id) or not authorized(settings, ws) or isinstance(limits, str) or ambiguous:
+    if not SESSION_ID_RE.fullmatch(session_id) or not authorized(settings, ws) or isinstance(request, str) or ambiguous:
         # Refused before upgrade: the client gets HTTP 403 and no websocket.
         await ws.close(code=Close.POLICY)
         closes.inc(tags={"code": "403"})
@@ -122,7 +141,7 @@ async def session_socket(
     lag = replica_lag()
     lag.ensure_started()
     try:
-        result = await open_link(registry, session_id, resume, limits, not lag.overloaded(settings.overload_lag_ms))
+        result = await open_link(registry, session_id, resume, request, not lag.overloaded(settings.overload_lag_ms))
     except Exception:
         log.exception("opening session %s failed", session_id)
         result = Refusal(Close.INTERNAL, "session unavailable")

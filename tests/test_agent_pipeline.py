@@ -10,8 +10,6 @@ import asyncio
 import os
 import uuid
 
-import httpx
-
 from actors.tools import ToolExecutor
 from adapters.base import ToolCall
 from tests.adapters.audio import silence, speech
@@ -27,9 +25,12 @@ def agent_url(cluster, session_id: str, query: str = "") -> str:
 
 
 async def snapshot(cluster, session_id: str) -> dict:
-    async with httpx.AsyncClient() as http:
-        st = (await http.get(f"{cluster.http_url('agent')}/v1/status", timeout=10)).json()
-    for host in st["host_stats"]:
+    # Per-session stats come from the registry over Ray: /v1/status shows no session ids without an API key.
+    import ray
+
+    from gateway.placement import registry_name
+
+    for host in await ray.get_actor(registry_name("agent"), namespace="vani").host_stats.remote():
         for s in host["sessions"]:
             if s["session_id"] == session_id:
                 return s["pipeline"]
