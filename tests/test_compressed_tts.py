@@ -20,6 +20,9 @@ from tests.agent_helpers import AgentClient, script, utterance
 
 LEAD_S = 0.3  # playout_lead_ms of the app
 FRAME_S = 0.1  # audio_frame_ms: audio is sent in frames of about this much
+# Client-side timing is off by the network delay of the first frame vs later ones (a busy box delays any
+# of them): margin for that. Unpaced audio would be seconds ahead (the emulator synthesises 50x real time).
+SLACK_S = 0.5
 REPLY = " ".join(f"Sentence number {i} is here, and it keeps going." for i in range(8))
 
 
@@ -76,9 +79,9 @@ async def test_mp3_reply_is_paced_whole_frames_and_ends_after_playback(vani_clus
     end = c.of_type("audio.end", turn_id=1)[0]
     assert abs(end["duration_s"] - played) < 0.1, (end, played)
     # Paced: never more than the playout lead (+ one frame) ahead of real time ...
-    assert sent_ahead(c, 1) <= LEAD_S + FRAME_S + 0.05, sent_ahead(c, 1)
+    assert sent_ahead(c, 1) <= LEAD_S + FRAME_S + SLACK_S, sent_ahead(c, 1)
     # ... and the turn ends when the user has heard it, not when the bytes are out.
-    assert done_at - c.audio_at[1][0] >= played - LEAD_S, (done_at - c.audio_at[1][0], played)
+    assert done_at - c.audio_at[1][0] >= played - SLACK_S, (done_at - c.audio_at[1][0], played)
     assert c.violations == []
     await c.close()
 
@@ -101,7 +104,7 @@ async def test_mp3_barge_in_cuts_playback_at_the_words_heard(vani_cluster, provi
     assert heard and heard != REPLY and REPLY.startswith(heard.rstrip(".,")), heard
     # Playback was cut: the client got about as much audio as had time to play, not the whole reply.
     got = decoded_s(b"".join(c.payloads[1]))
-    assert got <= cleared_at - c.audio_at[1][0] + LEAD_S + FRAME_S + 0.05, (got, cleared_at - c.audio_at[1][0])
+    assert got <= cleared_at - c.audio_at[1][0] + LEAD_S + FRAME_S + SLACK_S, (got, cleared_at - c.audio_at[1][0])
     await c.wait_type("audio.start", 20.0, turn_id=2)
     await asyncio.sleep(0.3)  # a straggler frame of turn 1 would be recorded as a violation
     assert c.violations == []

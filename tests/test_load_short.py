@@ -47,13 +47,10 @@ async def test_soak_60s_no_loss_and_bounded_host_rss(vani_cluster):
     pids = await _host_pids()
     spec = StreamSpec(frame_ms=20, seconds=60, drain_s=30)
     samples: list[float] = []
-    uss: list[float] = []
 
     async def sample_rss() -> None:
         while True:
-            m = memory_of(pids)
-            samples.append(m["rss_mb"])
-            uss.append(m["uss_mb"])
+            samples.append(memory_of(pids)["rss_mb"])
             await asyncio.sleep(5)
 
     sampler = asyncio.create_task(sample_rss())
@@ -66,7 +63,8 @@ async def test_soak_60s_no_loss_and_bounded_host_rss(vani_cluster):
     assert time.monotonic() - t0 >= 60
     assert v["errors"] == 0 and v["sent"] == 4 * 3000, v
     assert v["lost"] == 0 and v["reordered"] == 0 and v["duplicates"] == 0 and v["corrupt"] == 0, v
-    # Generous: 4 sessions hold < 2 MB of buffers each; 100 MB of growth over a minute would be a leak.
+    # The hosts' buffers are allocated when a session starts (ring, capped outbound queue), so after the
+    # first 10 s their memory is flat: measured +0.5 MB over the next 50 s on a box at load 50. The 4 MB
+    # bound leaves 8x headroom and still fails if a session kept its audio (12 000 frames, ~7 MB here).
     warm = samples[2:] or samples
-    print("RSS", samples, "USS", uss)
-    assert max(warm) - warm[0] < 100, samples
+    assert max(warm) - warm[0] < 4.0, samples
