@@ -1,13 +1,13 @@
 """Barge-in decisions: does user speech during the assistant's reply interrupt it?
 
 Flux opens a user turn (``StartOfTurn``) for any speech, including backchannels ("uh-huh") and
-noise bursts. The guard lets the reply continue until the overlapping speech is clearly an
-interruption:
+noise bursts. The reply is paused while the guard decides (``actors/barge_in.py``: pause first,
+decide after); it is cut only once the overlapping speech is clearly an interruption:
 
 - it has lasted ``min_ms`` on the audio clock AND has at least ``min_words`` words, or
 - the user's turn ended (``EndOfTurn``) with at least one word that is not a backchannel.
 
-A turn that ends with only backchannel words (or none) is ignored: the reply goes on. Defaults
+A turn that ends with only backchannel words (or none) is not an interruption: the reply resumes. Defaults
 (settings ``barge_in_min_ms`` = 400, ``barge_in_min_words`` = 2) are documented in docs/protocol.md.
 """
 

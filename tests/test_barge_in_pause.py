@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from tests.adapters.audio import silence, speech
 from tests.agent_helpers import CLIENT_CHUNK, AgentClient, script, utterance
 from tests.test_agent_pipeline import LONG_REPLY, agent_url, reply_done, sid, snapshot, transitions
@@ -66,9 +68,10 @@ async def test_interrupting_speech_pauses_then_clears(vani_cluster, provider_emu
     await c.close()
 
 
-async def test_backchannel_pauses_then_resumes_with_nothing_lost(vani_cluster, provider_emulator):
+@pytest.mark.parametrize("overlap", ["uh-huh", ""], ids=["backchannel", "noise"])
+async def test_backchannel_pauses_then_resumes_with_nothing_lost(vani_cluster, provider_emulator, overlap):
     s = sid("pause-bc")
-    await script(provider_emulator, s, transcripts=["tell me about the menu", "uh-huh"], reply=MENU_REPLY)
+    await script(provider_emulator, s, transcripts=["tell me about the menu", overlap], reply=MENU_REPLY)
     c = await AgentClient.connect(agent_url(vani_cluster, s))
     await c.send_audio(utterance(0.6, 0.5, seed=1))
     await first_audio(c, 1)
@@ -79,7 +82,7 @@ async def test_backchannel_pauses_then_resumes_with_nothing_lost(vani_cluster, p
     m = await reply_done(c, 1, timeout=40.0)
     end = c.of_type("audio.end", turn_id=1)[0]
     report = await c.wait_type("LatencyReport", 20.0, turn_id=1)
-    assert bc["transcript"] == "uh-huh" and bc["turn_id"] == 1
+    assert bc["transcript"] == overlap and bc["turn_id"] == 1
     pause_at, resume_at = index_of(c, "audio.pause", 1), index_of(c, "audio.resume", 1)
     assert pause_at < resume_at
     # Nothing between the pause and the resume, the rest of the reply after it.

@@ -156,6 +156,10 @@ def test_agent_page_plays_audio_and_interruption_flushes_it(vani_cluster, provid
     assert msg["text"] and LONG_REPLY.startswith(msg["text"].rstrip(".,")) and msg["text"] != LONG_REPLY
     states = [e["to"] for e in of_type(st, "conversation")]
     assert states.index("speaking") < states.index("interrupted")
+    # Paused first (the worklet stopped playing at audio.pause), cleared once the guard confirmed.
+    assert states.index("paused") < states.index("interrupted") and st["stats"]["pauses"] >= 1
+    events = [e["type"] for e in st["events"] if e.get("turn_id") == 1]
+    assert events.index("audio.pause") < events.index("audio.clear")
     assert st["history"][:2] == ["tell me everything", "no wait stop please"]
     assert st["assistant"]["1"] == LONG_REPLY  # every token shown as text
     report = of_type(st, "LatencyReport", turn_id=1)[0]
