@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from actors import client_json, protocol
 from actors.bounds import RecentTurns
-from actors.client_json import ClientJsonError
 from actors.echo import run_echo
 from actors.outbound import CloseRequest, OutboundQueue
 from actors.protocol import Close, Limits
@@ -205,7 +204,7 @@ class Session:
         """A validated client JSON message (the gateway already checked it parses and its type)."""
         try:  # same bounds as the gateway's: a bad message must never end the link's read loop
             msg = client_json.parse_message(raw)
-        except ClientJsonError as exc:
+        except client_json.ClientJsonError as exc:
             self.outbound.put_control(protocol.error(exc.code, exc.message))
             return
         kind = msg.get("type")

@@ -1,5 +1,5 @@
-"""gateway/ingress_guard.py on a real uvicorn server configured like Serve's (no Ray): oversized upgrades
-are answered at once, absolute-form targets are served like origin-form, nothing gets a 500."""
+"""gateway/ingress_guard.py in Serve's own HTTP server code, without a cluster: oversized upgrades are
+answered at once, absolute-form targets are served like origin-form, nothing gets a 500."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-import uvicorn
-from starlette.middleware import Middleware
 
+from cluster.run import PROXY_CALLBACK_ENV
 from gateway import ingress_guard
 from tests.conftest import free_port
 
@@ -18,7 +17,11 @@ ANSWER_TIMEOUT_S = 10.0
 
 
 @contextlib.asynccontextmanager
-async def guarded_server(paths: list[str]) -> AsyncIterator[int]:
+async def guarded_server(paths: list[str], monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
+    """Serve's own HTTP server code (the proxy's, and each replica's in HAProxy mode) with vani's callback."""
+    from ray.serve._private import http_util
+    from ray.serve.config import HTTPOptions
+
     async def app(scope, receive, send):
         paths.append(scope["path"])
         if scope["type"] == "websocket":
@@ -29,22 +32,22 @@ async def guarded_server(paths: list[str]) -> AsyncIterator[int]:
             await send({"type": "http.response.start", "status": 404, "headers": []})
             await send({"type": "http.response.body", "body": b""})
 
-    middlewares = ingress_guard.proxy_callback()  # what Serve calls in its proxy
-    assert all(isinstance(m, Middleware) for m in middlewares)
-    wrapped = app
-    for m in middlewares:
-        wrapped = m.cls(wrapped, *m.args, **m.kwargs)
-    port = free_port()
-    # The same uvicorn options as Serve's proxy (ray/serve/_private/http_util.py): http/ws "auto".
-    server = uvicorn.Server(uvicorn.Config(wrapped, host="127.0.0.1", port=port, lifespan="off", log_config=None))
-    task = asyncio.create_task(server.serve())
+    # What the env var does in Serve's processes (read at import, so set on the module here).
+    monkeypatch.setattr(
+        http_util,
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH",
+        PROXY_CALLBACK_ENV["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"],
+    )
+    options = http_util.configure_http_middlewares(HTTPOptions(host="127.0.0.1", port=free_port()))
+    assert [type(m.cls(app)) for m in options.middlewares] == [ingress_guard.OriginFormTarget]
+    task, server = await http_util.start_asgi_http_server(app, options, event_loop=asyncio.get_running_loop())
     for _ in range(500):  # up to 10 s
         if server.started:
             break
         await asyncio.sleep(0.02)
     assert server.started
     try:
-        yield port
+        yield options.port
     finally:
         server.should_exit = True
         await task
@@ -71,9 +74,9 @@ async def status_of(port: int, request: bytes) -> int:
         writer.close()
 
 
-async def test_oversized_upgrades_are_answered_414_and_431():
+async def test_oversized_upgrades_are_answered_414_and_431(monkeypatch):
     paths: list[str] = []
-    async with guarded_server(paths) as port:
+    async with guarded_server(paths, monkeypatch) as port:
         assert await status_of(port, upgrade("/v1/sessions/" + "a" * 12000)) == 414
         assert await status_of(port, upgrade("/v1/sessions/x", "X-Pad: " + "b" * 12000 + "\r\n")) == 431
         assert await status_of(port, upgrade("/v1/sessions/x", "".join(f"X-{i}: y\r\n" for i in range(200)))) == 431
@@ -81,9 +84,9 @@ async def test_oversized_upgrades_are_answered_414_and_431():
     assert paths == ["/v1/sessions/ok"]
 
 
-async def test_absolute_form_is_served_as_origin_form_and_junk_is_refused():
+async def test_absolute_form_is_served_as_origin_form_and_junk_is_refused(monkeypatch):
     paths: list[str] = []
-    async with guarded_server(paths) as port:
+    async with guarded_server(paths, monkeypatch) as port:
         assert await status_of(port, upgrade("http://127.0.0.1/v1/sessions/abs")) == 101
         assert await status_of(port, upgrade("ws://127.0.0.1:9/v1/sessions/abs2?x=1")) == 101
         assert await status_of(port, upgrade("http://127.0.0.1")) == 101  # empty path is "/"
