@@ -8,6 +8,8 @@
     total_latency      user end of speech -> first assistant audio byte sent
     interrupt_stop_latency  barge-in event arrived -> last audio byte of this turn left (when interrupted)
 
+"User end of speech" is the STT's end of the last word, dated on the audio timeline: when the user's
+real-time audio reached it (``actors/speech_clock.py``), not when the chunk holding it arrived.
 A field that does not apply to the turn is omitted. For eager (speculative) turns the LLM starts
 before EndOfTurn, so ``total_latency`` can be smaller than the sum of the parts.
 """
