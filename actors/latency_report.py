@@ -9,6 +9,8 @@
     interrupt_stop_latency  interrupting speech started (audio timeline) -> output stopped: the later of
                             the last audio frame sent and audio.pause (interrupted turns; actors/barge_in.py)
 
+"User end of speech" is the STT's end of the last word, dated on the audio timeline: when the user's
+real-time audio reached it (``actors/speech_clock.py``), not when the chunk holding it arrived.
 A field that does not apply to the turn is omitted. For eager (speculative) turns the LLM starts
 before EndOfTurn, so ``total_latency`` can be smaller than the sum of the parts.
 """

@@ -23,7 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from actors import agent_protocol as ap
-from actors import latency_report, tracing, watchdogs
+from actors import latency_report, speech_clock, tracing, watchdogs
 from actors.barge_in import PauseControl
 from actors.bounds import ContextWindow
 from actors.conversation_machine import ASSISTANT, REPLY, ConversationMachine
@@ -377,12 +377,8 @@ class Pipeline:
         turn.timings.user_end_of_speech = self._arrival_of(end_s) or turn.timings.end_of_turn
 
     def _arrival_of(self, audio_s: float) -> float | None:
-        """When the inbound audio at stream time ``audio_s`` arrived (the user's clock, as seen here)."""
-        target = int(audio_s * BYTES_PER_S)
-        for end, arrived in self._audio_clock:
-            if end >= target:
-                return arrived
-        return None
+        """When the user's real-time audio reached stream time ``audio_s`` (actors/speech_clock.py)."""
+        return speech_clock.moment_of(self._audio_clock, audio_s, BYTES_PER_S)
 
     def _end_turn(self, turn: AssistantTurn) -> None:
         """History, client summary and LatencyReport for a finished or interrupted turn."""
