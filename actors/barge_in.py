@@ -48,7 +48,7 @@ def audio_arrival(clock: Iterable[tuple[int, float]], audio_s: float) -> float |
     target = int(audio_s * BYTES_PER_S)
     prev: float | None = None
     for end, arrived in clock:
-        if end >= target:
+        if end > target:  # the chunk holding byte ``target`` (a chunk ending there holds the bytes before it)
             at = arrived - (end - target) / BYTES_PER_S
             return at if prev is None else max(at, prev)
         prev = arrived

@@ -175,6 +175,9 @@ def test_speech_start_on_the_audio_timeline():
     assert audio_arrival(clock, 0.0) == pytest.approx(10.0 - 0.256)
     burst = [(8192, 5.0), (16384, 5.001)]  # chunks sent at once are not back-dated past the previous one
     assert audio_arrival(burst, 0.256) == pytest.approx(5.0)
+    # Speech starting exactly where a chunk ends is in the next chunk (not the one that ended there).
+    later = [(8192, 10.0), (16384, 12.0)]  # the user spoke again 2 s later
+    assert audio_arrival(later, 0.256) == pytest.approx(12.0 - 0.256)
     assert audio_arrival(clock, 9.0) is None
 
 
