@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from actors import agent_protocol as ap
+from actors import speech_clock
 from adapters.base import TurnEvent, TurnEventType
 
 if TYPE_CHECKING:
@@ -39,20 +40,8 @@ HELD_WATCHDOGS = ("tts_stall",)  # stall watchdogs of the reply: suspended while
 
 
 def audio_arrival(clock: Iterable[tuple[int, float]], audio_s: float) -> float | None:
-    """When inbound audio at stream time ``audio_s`` reached the session, on the audio timeline.
-
-    ``clock`` holds (stream byte end, arrival) per chunk. The chunk holding ``audio_s`` arrived when its
-    *end* did; the moment ``audio_s`` itself was spoken is that arrival minus the audio after it, but not
-    before the previous chunk arrived (a burst of chunks is not back-dated beyond its own arrival).
-    """
-    target = int(audio_s * BYTES_PER_S)
-    prev: float | None = None
-    for end, arrived in clock:
-        if end > target:  # the chunk holding byte ``target`` (a chunk ending there holds the bytes before it)
-            at = arrived - (end - target) / BYTES_PER_S
-            return at if prev is None else max(at, prev)
-        prev = arrived
-    return None
+    """When the user's speech starting at stream time ``audio_s`` was spoken (actors/speech_clock.py)."""
+    return speech_clock.moment_of(clock, audio_s, BYTES_PER_S, starts=True)
 
 
 class PauseControl:

@@ -13,15 +13,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
-def moment_of(clock: Iterable[tuple[int, float]], audio_s: float, bytes_per_s: int) -> float | None:
+def moment_of(
+    clock: Iterable[tuple[int, float]], audio_s: float, bytes_per_s: int, *, starts: bool = False
+) -> float | None:
     """The (monotonic) moment the inbound audio reached stream time ``audio_s``.
 
     ``clock`` lists ``(stream byte end, arrival)`` per chunk in stream order. Returns ``None`` when no
-    chunk reaching ``audio_s`` has arrived yet.
+    chunk reaching ``audio_s`` has arrived yet. A point exactly at a chunk boundary belongs to the chunk
+    that ends there (an end of speech), or with ``starts`` to the next one (speech that starts there).
+    Never earlier than the previous chunk's arrival: chunks that came in a burst are not back-dated.
     """
     target = audio_s * bytes_per_s
+    prev: float | None = None
     for end, arrived in clock:
-        if end >= target:
+        if end > target or (end == target and not starts):
             # The chunk that holds ``audio_s``: its arrival, less the audio that follows ``audio_s``.
-            return arrived - (end - target) / bytes_per_s
+            at = arrived - (end - target) / bytes_per_s
+            return at if prev is None else max(at, prev)
+        prev = arrived
     return None
