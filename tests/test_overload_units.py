@@ -83,6 +83,12 @@ def test_lag_smoothing_and_behind():
     assert behind(500, reported_at=10.0, now=10.5, threshold_ms=500)
     assert behind(0, reported_at=10.0, now=10.0 + stale_after_s(500) + 0.1, threshold_ms=500)  # silent host
     assert not behind(10_000, reported_at=0.0, now=100.0, threshold_ms=0)  # 0 disables
+    replica = LoopLag()
+    replica.observe(0.2)
+    assert not replica.overloaded(500)
+    for _ in range(10):
+        replica.observe(0.8)  # waking 800 ms late, tick after tick
+    assert replica.overloaded(500) and not replica.overloaded(0)
 
 
 def test_loop_lag_sees_a_blocked_loop():
