@@ -70,15 +70,17 @@ async def test_stalled_hosts_burst_is_not_a_flood_and_new_sessions_get_1013_unti
         await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)
 
-    refusals: list[int | None] = []
+    refusals: list[int | str | None] = []
     with stopped(pids):
         t_stop = time.monotonic()
         # Past the registry's staleness window the silent hosts count as behind: a new session is refused
         # (the hosts stay stopped until the answer is in: an admitted session would wait for them).
         await asyncio.sleep(stale_after_s(LAG_MS) + 1.0)
-        refusals.append(await asyncio.wait_for(try_new_session(url), 20))
+        try:
+            refusals.append(await asyncio.wait_for(try_new_session(url), 20))
+        except TimeoutError:
+            refusals.append("no answer while the hosts were stopped")
         await asyncio.sleep(max(0.0, STALL_S - (time.monotonic() - t_stop)))
-    assert refusals == [1013]
 
     # The hosts catch up (their lag decays); new sessions are admitted again, refused only with 1013 meanwhile.
     deadline = time.monotonic() + 30
@@ -89,13 +91,13 @@ async def test_stalled_hosts_burst_is_not_a_flood_and_new_sessions_get_1013_unti
         refusals.append(code)
         assert time.monotonic() < deadline, f"still refused after the stall: {refusals}"
         await asyncio.sleep(0.5)
-    assert set(refusals) == {1013}
 
     results = await streams
-    for r in results:  # the stalled sessions all survived, nothing lost or reordered
+    for r in results:  # the stalled sessions all survived their burst, nothing lost or reordered
         assert r.error is None, (r.session_id, r.error, r.close_code)
         assert r.ok and r.received == r.sent, r
         assert r.close_code not in (1005, 1006, 1008)
+    assert refusals[0] == 1013 and set(refusals) == {1013}, refusals  # during the stall, and until caught up
 
 
 async def test_client_silent_to_pings_for_45_s_is_not_closed(vani_cluster):
