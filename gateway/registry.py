@@ -110,7 +110,8 @@ class Registry:
 
     async def report_load(self, host: str, lag_ms: float) -> None:
         """A session host's smoothed event-loop lag (every ``actors.loop_lag.PERIOD_S``)."""
-        self.loads[host] = (lag_ms, time.monotonic())
+        if host in self.hosts:  # a late report from a host already gone must not leave an entry behind
+            self.loads[host] = (lag_ms, time.monotonic())
 
     def _behind(self, host: str) -> bool:
         load = self.loads.get(host)

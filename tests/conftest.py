@@ -10,6 +10,7 @@ prefix on one Serve HTTP port, so tests can use different limits without restart
   /agent   voice-agent sessions (and /agent/v2/flux transcription sessions) on the provider emulator
   /local   voice-agent and transcription sessions on the embedded offline models (the `vani up` default)
   /mp3     like /agent, with MP3 TTS and a 96 KB inbound ring
+  /overload echo delay 0, tight flood guard, admission by load (its hosts get stalled by the test)
 
 The phase-1 apps run ``session_mode="echo"``. The provider emulator runs in its own process on
 127.0.0.1 (``provider_emulator``), started before the cluster so the agent apps can point at it.
@@ -98,6 +99,12 @@ APPS = {
     "agent": dict(route_prefix="/agent", **AGENT),
     # Aura's MP3 (paced by frame headers, actors/audio_duration.py) and a non-default inbound ring.
     "mp3": dict(route_prefix="/mp3", **{**AGENT, "tts_encoding": "mp3", "inbound_ring_bytes": 98304}),
+    # Overload (tests/test_overload.py): a tight flood guard, so hosts the test stalls (SIGSTOP) surely
+    # burst a backlog far past it; a loop-lag threshold above the default so a busy box never trips it
+    # by accident (the stall does, for sure).
+    "overload": dict(
+        route_prefix="/overload", echo_delay_ms=0, flood_burst_s=2.0, flood_rate=1.5, overload_lag_ms=1000.0
+    ),
     # The embedded offline default (real models, no network): what `vani up` runs.
     "local": dict(route_prefix="/local", session_mode="agent", flood_burst_s=0, session_ttl_s=5.0),
 }

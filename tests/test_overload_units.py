@@ -83,22 +83,26 @@ def test_lag_smoothing_and_behind():
     assert behind(500, reported_at=10.0, now=10.5, threshold_ms=500)
     assert behind(0, reported_at=10.0, now=10.0 + stale_after_s(500) + 0.1, threshold_ms=500)  # silent host
     assert not behind(10_000, reported_at=0.0, now=100.0, threshold_ms=0)  # 0 disables
+    replica = LoopLag()
+    replica.observe(0.2)
+    assert not replica.overloaded(500)
+    for _ in range(10):
+        replica.observe(0.8)  # waking 800 ms late, tick after tick
+    assert replica.overloaded(500) and not replica.overloaded(0)
 
 
 def test_loop_lag_sees_a_blocked_loop():
-    async def run() -> tuple[float, float]:
-        samples: list[float] = []
-        mon = LoopLag(samples.append, period_s=0.05)
+    async def run() -> float:
+        samples: asyncio.Queue[float] = asyncio.Queue()
+        mon = LoopLag(samples.put_nowait, period_s=0.05)
         mon.ensure_started()
-        while len(samples) < 3:
-            await asyncio.sleep(0.01)
-        time.sleep(1.0)  # block the loop: the next tick wakes at least 0.95 s late
-        n = len(samples)
-        while len(samples) <= n:
-            await asyncio.sleep(0.01)
-        after_stall = samples[n]
+        for _ in range(3):
+            await samples.get()
+        asyncio.get_running_loop().call_soon(time.sleep, 1.0)  # block the loop for a second
+        await asyncio.sleep(0.02)
+        after_stall = max([await samples.get() for _ in range(2)])
         await mon.stop()
-        return after_stall, mon.lag_ms
+        return after_stall
 
-    after_stall, _ = asyncio.run(run())
-    assert after_stall >= 0.3 * 950  # smoothed with ALPHA = 0.3
+    # The tick that was due during the block wakes >= 0.95 s late; smoothed with ALPHA = 0.3.
+    assert asyncio.run(run()) >= 0.3 * 950

@@ -30,7 +30,6 @@ BOOKING_WAV = "booking_espeak.wav"
 BOOKING_TEXT = json.loads((DATA / "transcripts.json").read_text())[BOOKING_WAV]
 
 
-
 def padded_wav(src: Path, dst: Path, silence_s: float) -> Path:
     """``src`` followed by ``silence_s`` of digital silence (same format)."""
     with wave.open(str(src)) as w:
