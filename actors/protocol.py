@@ -5,7 +5,8 @@ Client <-> gateway (documented in docs/protocol.md):
   text    JSON objects with a ``type``.
 
 Gateway <-> session host ("link", one websocket per client connection, loopback or node network):
-  1. gateway sends ``{"type": "link.open", "session_id", "resume_token", "limits"}``;
+  0. host sends ``{"type": "link.challenge", "nonce"}`` (actors/link_auth.py);
+  1. gateway sends ``{"type": "link.open", "session_id", "resume_token", "mode", "options", "nonce", "mac"}``;
   2. host answers ``{"type": "link.opened", "next_seq", "started": {...}}`` or
      ``{"type": "link.refused", "code", "reason"}``;
   3. gateway -> host binary frames carry an 8-byte big-endian sequence number before the PCM, so the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import re
 import signal
@@ -84,6 +85,34 @@ async def test_10000_frames_20_sessions_as_fast_as_possible_arrive_complete_and_
         assert got == list(range(n))
 
 
+def exposed_listeners(pid: int) -> list[tuple[int, str]]:
+    """(port, process name) of every socket of ``pid``'s process tree that listens beyond loopback."""
+    out = []
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        try:
+            name, conns = proc.name(), proc.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        for c in conns:
+            ip = ipaddress.ip_address(c.laddr.ip)
+            ip = getattr(ip, "ipv4_mapped", None) or ip
+            if c.status == psutil.CONN_LISTEN and not ip.is_loopback:
+                out.append((c.laddr.port, name))
+    return out
+
+
+def requires_ray_token(port: int) -> bool:
+    """Whether a Serve replica's gRPC server refuses a call that carries no Ray auth token."""
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            channel.unary_unary("/ray.serve.ASGIService/HandleRequest")(b"", timeout=20)
+        except grpc.RpcError as exc:
+            return exc.code() == grpc.StatusCode.UNAUTHENTICATED
+    return False
+
+
 @pytest.mark.parametrize("ingress", ["proxy", "haproxy"])
 def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, ingress):
     port = free_port()
@@ -91,7 +120,9 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, ingress):
         **os.environ,
         "VANI_INGRESS": ingress,
         "VANI_HTTP_PORT": str(port),
-        "VANI_DASHBOARD": "false",
+        # The dashboard too (on a free port), so the loopback check below covers it.
+        "VANI_DASHBOARD": "true" if ingress == "proxy" else "false",
+        "VANI_DASHBOARD_PORT": str(free_port()),
         "VANI_HOSTS_PER_NODE": "1",
         "VANI_ECHO_DELAY_MS": "0",
         "VANI_SESSION_MODE": "echo",
@@ -141,6 +172,21 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, ingress):
         assert any("raylet" in " ".join(c.cmdline()) for c in children if c.is_running())
         haproxy = [c for c in children if c.is_running() and "haproxy" in c.name().lower()]
         assert bool(haproxy) == (ingress == "haproxy"), [c.name() for c in children]
+        # Everything vani and its Ray listen on is loopback, except what Ray Serve hard-codes (README
+        # "Security"): each replica's inter-deployment gRPC server, which demands Ray's auth token, and
+        # HAProxy's stats and Prometheus pages in haproxy mode.
+        from ray.serve._private.constants import RAY_SERVE_HAPROXY_METRICS_PORT, RAY_SERVE_HAPROXY_STATS_PORT
+
+        exposed = exposed_listeners(proc.pid)
+        grpc_ports = [p for p, name in exposed if name.startswith("ray::ServeReplica")]
+        haproxy_ports = (
+            {RAY_SERVE_HAPROXY_STATS_PORT, RAY_SERVE_HAPROXY_METRICS_PORT} if ingress == "haproxy" else set()
+        )
+        rest = [
+            (p, name) for p, name in exposed if p not in grpc_ports and not (name == "haproxy" and p in haproxy_ports)
+        ]
+        assert rest == [], f"listening beyond loopback: {rest}"
+        assert all(requires_ray_token(p) for p in grpc_ports), grpc_ports
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) == 0
         rest = proc.stdout.read()

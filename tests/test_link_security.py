@@ -149,7 +149,7 @@ async def test_a_slow_handshake_is_refused(vani_cluster):
 
 async def test_actor_mode_hosts_refuse_unauthenticated_links(vani_cluster):
     s = sid("secact")
-    session = await VaniSession.connect(vani_cluster.url("actor"), s)
+    session = await VaniSession.connect(vani_cluster.url("actor"), s, open_timeout=120)
     try:
         address = await host_address("actor", session_actor_name("actor", s))
         async with connect(f"{address}/s/{s}") as ws:
@@ -160,7 +160,7 @@ async def test_actor_mode_hosts_refuse_unauthenticated_links(vani_cluster):
             await ws.send(link_auth.sign(link_auth.new_secret(), await challenge_of(ws), opening))
             await assert_refused(ws, "not authenticated")
         await session.send_audio(numbered_frame(1))  # the real client's session is untouched
-        while not isinstance(item := await asyncio.wait_for(session.recv(), 10), bytes):
+        while not isinstance(item := await asyncio.wait_for(session.recv(), 60), bytes):
             pass
         assert item == numbered_frame(1)
     finally:
@@ -274,7 +274,7 @@ async def link_addresses(app: str) -> list[str]:
 async def test_status_needs_the_api_key_when_one_is_set(vani_cluster):
     url = f"{vani_cluster.http_url('strict')}/v1/status"
     s = sid()
-    session = await VaniSession.connect(vani_cluster.url("strict"), s, token=STRICT_KEY)
+    session = await VaniSession.connect(vani_cluster.url("strict"), s, token=STRICT_KEY, open_timeout=120)
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             missing = await http.get(url)
@@ -316,7 +316,7 @@ async def test_status_needs_the_api_key_when_one_is_set(vani_cluster):
 
 async def test_status_without_a_key_shows_no_session_ids_and_no_addresses(vani_cluster):
     s = sid()
-    session = await VaniSession.connect(vani_cluster.url("fast"), s)
+    session = await VaniSession.connect(vani_cluster.url("fast"), s, open_timeout=120)
     try:
         async with httpx.AsyncClient(timeout=30) as http:
             r = await http.get(f"{vani_cluster.http_url('fast')}/v1/status")
