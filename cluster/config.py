@@ -201,7 +201,7 @@ class SessionLimits:
     echo_delay_ms: float = 500.0
     max_frame_bytes: int = 65536
     outbound_cap_bytes: int = 131072
-    inbound_ring_bytes: int = 262144
+    inbound_ring_bytes: int = 131072
     flood_burst_s: float = 20.0
     flood_rate: float = 2.0
     session_ttl_s: float = 60.0
@@ -209,14 +209,11 @@ class SessionLimits:
 
     @staticmethod
     def from_settings(s: Settings, mode: str = "echo") -> SessionLimits:
-        # 128 KB of inbound audio (4 s) waits for the STT at most; past that the session stops reading
-        # its link and backpressure reaches the client.
-        ring = s.inbound_ring_bytes if mode == "echo" else 131072
         return SessionLimits(
             echo_delay_ms=s.echo_delay_ms,
             max_frame_bytes=s.max_frame_bytes,
             outbound_cap_bytes=s.outbound_cap_bytes,
-            inbound_ring_bytes=ring,
+            inbound_ring_bytes=s.inbound_ring_bytes,
             flood_burst_s=s.flood_burst_s,
             flood_rate=s.flood_rate,
             session_ttl_s=s.session_ttl_s,

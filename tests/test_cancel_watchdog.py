@@ -9,7 +9,6 @@ slow to close its stream, takes 3 s to finish after the cancel: the conversation
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 import uuid
@@ -78,8 +77,8 @@ async def open_session(emulator: str, monkeypatch, session_id: str, **overrides:
             monkeypatch.setenv(k, v)
     app = {k: v.format(emulator=emulator) if isinstance(v, str) else v for k, v in AGENT.items()}
     settings = Settings.load(env={}, **{**app, **overrides})
-    limits = dataclasses.replace(SessionLimits.from_settings(settings), mode="agent", settings=settings.public())
-    session = Session(session_id, limits, Hooks(on_closed=lambda s, code: None))
+    limits = SessionLimits.from_settings(settings, "agent")
+    session = Session(session_id, limits, Hooks(on_closed=lambda s, code: None), settings)
     link = Link()
     session.attach(link)
     return LocalSession(session, link)
