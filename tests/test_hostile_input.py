@@ -225,14 +225,14 @@ async def test_empty_binary_frame_gets_an_error_and_nothing_is_lost(vani_cluster
         await s.send_audio(numbered_frame(2))
         got = [frame_seq(await s.recv_audio()), frame_seq(await s.recv_audio())]
         assert got == [1, 2]
-        err = await s.recv_event("error")
-        assert err["code"] == "empty_frame"
+        # The gateway answers at once, so the error may come before the echoes (recv_audio keeps it).
+        assert [e["code"] for e in s.events if e["type"] == "error"] == ["empty_frame"]
 
 
 # ------------------------------------------------------------------ a host that dies
 async def test_killed_host_clients_get_session_lost_once(vani_cluster):
     url = vani_cluster.url("actor")
-    victim = await VaniSession.connect(url, sid())
+    victim = await VaniSession.connect(url, sid(), open_timeout=60)  # a new actor per session: slow on a busy box
     await still_echoes(victim, 0)
     stop = asyncio.Event()
 
