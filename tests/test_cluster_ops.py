@@ -143,7 +143,7 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, ingress):
             if m:
                 url = m.group(1).rstrip("/")
                 break
-        assert url == f"http://127.0.0.1:{port}", "".join(lines[-30:])
+        assert url == f"http://127.0.0.1:{port}", "".join(lines)[-3000:]
         assert httpx.get(f"{url}/healthz", timeout=10).json()["ok"] is True
 
         async def echo_once() -> bytes:

@@ -193,7 +193,7 @@ class Listener:
         return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
 
-async def open_raw(address: str, session_id: str, secret: bytes, body: dict[str, Any]) -> tuple[ClientConnection, dict]:
+async def open_raw(address: str, session_id: str, app: str, body: dict[str, Any]) -> tuple[ClientConnection, dict]:
     """Open a link as an insider would (with the secret); tolerates a host that sends no challenge."""
     ws = await connect(f"{address}/s/{session_id}")
     try:
@@ -201,13 +201,13 @@ async def open_raw(address: str, session_id: str, secret: bytes, body: dict[str,
     except TimeoutError:  # a host without link authentication: it waits for link.open
         await ws.send(protocol.dumps(body))
         return ws, json.loads(await asyncio.wait_for(ws.recv(), 30))
+    secret = await registry(app).link_secret.remote()
     await ws.send(link_auth.sign(secret, first["nonce"], body))
     return ws, await reply_of(ws)
 
 
 async def test_a_link_cannot_choose_provider_urls_or_settings(vani_cluster, provider_emulator):
     address = await host_address("agent")
-    secret = await registry("agent").link_secret.remote()
     async with Listener() as evil:
         chosen = dict(
             session_mode="agent",
@@ -230,7 +230,7 @@ async def test_a_link_cannot_choose_provider_urls_or_settings(vani_cluster, prov
             link_open(sid(), "echo"),
         ]
         for body in attempts:
-            ws, reply = await open_raw(address, body["session_id"], secret, body)
+            ws, reply = await open_raw(address, body["session_id"], "agent", body)
             try:
                 assert reply["type"] == "link.refused" and reply["code"] == POLICY, (body, reply)
                 assert "bad link.open" in reply["reason"], reply
@@ -240,7 +240,7 @@ async def test_a_link_cannot_choose_provider_urls_or_settings(vani_cluster, prov
         # deployment's provider (the emulator, which logs the connection under the session id).
         s = sid()
         await script(provider_emulator, s, transcripts=["hello there"])
-        ws, reply = await open_raw(address, s, secret, link_open(s, "flux", options={"flux_eot_threshold": 0.8}))
+        ws, reply = await open_raw(address, s, "agent", link_open(s, "flux", options={"flux_eot_threshold": 0.8}))
         try:
             assert reply["type"] == "link.opened", reply
             await ws.send(protocol.encode_frame(0, numbered_frame(0)))
