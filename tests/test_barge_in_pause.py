@@ -56,13 +56,14 @@ async def test_interrupting_speech_pauses_then_clears(vani_cluster, provider_emu
     assert ("paused", "BARGE_IN", "interrupted") in moves[paused + 1 :]
     assert m["interrupted"] and m["outcome"] == "interrupted"
     assert m["text"] != LONG_REPLY and LONG_REPLY.startswith(m["text"].rstrip(".,"))  # heard before the pause
-    # interrupt_stop_latency runs from the interrupting speech's start on the audio timeline: the speech
-    # starts at the start of a 256 ms chunk that arrived before the pause, so it is at least that chunk
-    # long; and the output stopped (last frame / audio.pause) before the client got the pause.
+    # interrupt_stop_latency runs from the interrupting speech's start on the audio timeline (> 0: measured
+    # from the barge-in decision it was 0), and the output stopped (last frame / audio.pause) before the
+    # client got the pause. No lower bound beyond 0: how far a chunk is back-dated depends on when the one
+    # before it arrived (speech_clock never dates before that), i.e. on the box's load.
     lat = report["interrupt_stop_latency"]
     assert report["outcome"] == "interrupted" and lat > 0
     pause_rcvd = c.arrivals[pause_at][2]
-    assert CHUNK_S - FRAME_S <= lat <= (pause_rcvd - sent_at) + CHUNK_S + FRAME_S, (lat, pause_rcvd - sent_at)
+    assert lat <= (pause_rcvd - sent_at) + CHUNK_S + FRAME_S, (lat, pause_rcvd - sent_at)
     snap = await snapshot(vani_cluster, s)
     assert snap["history"][1] == {"role": "assistant", "content": f"{m['text']} [interrupted]".strip()}
     await c.close()

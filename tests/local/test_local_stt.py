@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import numpy as np
 import pytest
 
 from adapters.base import SttOptions, TurnEventType
@@ -21,6 +22,14 @@ TURN_WER_MAX = 0.25
 CONFIDENT = ["librivox_0870.wav", "librivox_0920.wav", "booking_espeak.wav"]
 
 
+def speech_end_s(pcm: bytes, floor_db: float = -45.0) -> float:
+    """End of the last 10 ms frame louder than ``floor_db`` dBFS."""
+    a = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    frames = a[: len(a) // 160 * 160].reshape(-1, 160)
+    loud = np.nonzero(np.sqrt((frames**2).mean(axis=1)) > 32768 * 10 ** (floor_db / 20))[0]
+    return (loud[-1] + 1) * 0.01
+
+
 def finals(events):
     return [e for e in events if e.event is E.END_OF_TURN]
 
@@ -30,8 +39,11 @@ async def test_turns_transcripts_and_flux_order(local_stt):
     spans = []
     for name in CONFIDENT:
         start = len(pcm) / 32000
-        pcm += read_wav(name)
-        spans.append((start, len(pcm) / 32000))
+        speech = read_wav(name)
+        pcm += speech
+        # Where the speech ends, not the file: booking_espeak.wav ends with 0.35 s of silence, and a turn
+        # may end inside it.
+        spans.append((start, start + speech_end_s(speech)))
         pcm += silence(3.0)
     events = await run_stream(local_stt, pcm, SttOptions())
 
