@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from selenium.webdriver.common.by import By
 from websockets.sync.client import connect
 
@@ -170,6 +171,9 @@ def test_agent_page_plays_audio_and_interruption_flushes_it(vani_cluster, provid
     assert "[interrupted]" in text(browser, "conversation")
 
 
+# 6 s between the loops: the first reply must play out in full before the recording talks again (with
+# 3 s, a busy box can still be playing it then, and speech over a reply pauses it at once).
+@pytest.mark.mic_silence(6.0)
 def test_agent_page_resumes_after_a_dropped_socket(vani_cluster, provider_emulator, browser):
     s = sid("web-resume")
     script(provider_emulator, s, transcripts=["hello there", "are you still there"], reply="Yes, I am here.")
