@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh "test,local,voice-gpl"
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 # Browser tests (tests/browser) use Debian's Chromium and its driver; never a browser download.
 if ! { command -v chromium && command -v chromedriver; } >/dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
