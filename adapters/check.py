@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import ChatMessage, LlmDone, ProviderError
+from vani.adapters.base import ChatMessage, LlmDone, ProviderError
 
 
 @dataclass
@@ -27,7 +27,7 @@ class CheckResult:
 
 
 async def _probe_stt(p: Any, settings: Any) -> str:
-    from adapters.registry import stt_options
+    from vani.adapters.factory import stt_options
 
     stream = await p.open("providers-check", stt_options(settings))
     await stream.send_audio(bytes(2560))
@@ -45,7 +45,7 @@ async def _probe_llm(p: Any, settings: Any) -> str:
 
 
 async def _probe_tts(p: Any, settings: Any) -> str:
-    from adapters.registry import tts_options
+    from vani.adapters.factory import tts_options
 
     size, fmt = 0, None
     async for chunk in p.synthesize("Hello there.", tts_options(settings)):
@@ -56,7 +56,7 @@ async def _probe_tts(p: Any, settings: Any) -> str:
 
 async def check_all(settings: Any, timeout_s: float, env: dict[str, str] | None = None) -> list[CheckResult]:
     """Build and probe each configured provider (stt, llm, tts, and tts_fallback if set)."""
-    from adapters import registry
+    from vani.adapters import factory as registry
 
     plan: list[tuple[str, str, Callable[[], Any], Callable[[Any, Any], Awaitable[str]]]] = [
         ("stt", settings.stt_provider, lambda: registry.make_stt(settings, env), _probe_stt),
@@ -90,7 +90,7 @@ async def check_all(settings: Any, timeout_s: float, env: dict[str, str] | None 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Print one line per provider; exit 1 if any configured provider does not answer."""
-    from cluster.config import Settings
+    from vani.cluster.config import Settings
 
     settings = Settings.load()
     results = asyncio.run(check_all(settings, float(getattr(args, "timeout", 5.0))))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from adapters.base import ErrorKind, ProviderError
+from vani.adapters.base import ErrorKind, ProviderError
 
 SECRET_ENV = ("CF_API_TOKEN", "DEEPGRAM_API_KEY", "OPENAI_API_KEY")
 

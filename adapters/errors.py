@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from adapters.base import ErrorKind, ProviderError
-from adapters.credentials import redact
+from vani.adapters.base import ErrorKind, ProviderError
+from vani.adapters.credentials import redact
 
 
 def kind_for_status(status: int) -> ErrorKind:

@@ -13,7 +13,7 @@ import uuid
 import wave
 from pathlib import Path
 
-from client.session_client import AgentPlayback, SessionRefused, VaniSession
+from vani.client.session_client import AgentPlayback, SessionRefused, VaniSession
 
 RATE = 16000
 

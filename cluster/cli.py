@@ -40,20 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--ingress", choices=["proxy", "haproxy"], default=None, help="gateway path (default proxy; see load/README.md)"
     )
-    up.set_defaults(func=_lazy("cluster.run", "cmd_up"))
+    up.set_defaults(func=_lazy("vani.cluster.run", "cmd_up"))
 
     dep = sub.add_parser("deploy", help="deploy the gateway onto a running Ray cluster and exit")
     dep.add_argument("--address", required=True)
     dep.add_argument("--host", default=None)
     dep.add_argument("--port", type=int, default=None)
     dep.add_argument("--mode", choices=["sharded", "actor"], default=None)
-    dep.set_defaults(func=_lazy("cluster.run", "cmd_deploy"))
+    dep.set_defaults(func=_lazy("vani.cluster.run", "cmd_deploy"))
 
     st = sub.add_parser("status", help="sessions, hosts and nodes of a running deployment")
     st.add_argument("--url", default="http://127.0.0.1:8000", help="gateway base URL")
     st.add_argument("--json", action="store_true", help="print raw JSON")
     st.add_argument("--token", default=None, help="API key, if the server requires one (default: $VANI_API_KEY)")
-    st.set_defaults(func=_lazy("cluster.run", "cmd_status"))
+    st.set_defaults(func=_lazy("vani.cluster.run", "cmd_status"))
 
     talk = sub.add_parser("talk", help="stream a WAV file in real time and save what comes back")
     talk.add_argument("--wav", required=True)
@@ -63,18 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--frame-ms", type=int, default=80)
     talk.add_argument("--tail-s", type=float, default=1.5, help="keep listening this long after sending")
     talk.add_argument("--token", default=None, help="API key, if the server requires one")
-    talk.set_defaults(func=_lazy("client.talk", "cmd_talk"))
+    talk.set_defaults(func=_lazy("vani.client.talk", "cmd_talk"))
 
     emu = sub.add_parser("emulate", help="run the provider emulators on 127.0.0.1")
     emu.add_argument("--host", default="127.0.0.1")
     emu.add_argument("--port", type=int, default=8790)
-    emu.set_defaults(func=_lazy("adapters.emulator.cli", "cmd_emulate"))
+    emu.set_defaults(func=_lazy("vani.adapters.emulator.cli", "cmd_emulate"))
 
     prov = sub.add_parser("providers", help="provider configuration")
     prov_sub = prov.add_subparsers(dest="providers_command", required=True)
     chk = prov_sub.add_parser("check", help="which providers are configured and whether they answer")
     chk.add_argument("--timeout", type=float, default=5.0)
-    chk.set_defaults(func=_lazy("adapters.check", "cmd_check"))
+    chk.set_defaults(func=_lazy("vani.adapters.check", "cmd_check"))
     return p
 
 

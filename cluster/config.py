@@ -63,11 +63,11 @@ class Settings:
     flood_rate: float = 2.0
     # Admission by load: a gateway replica or session host whose smoothed event-loop lag is at least
     # this (or a host that has not reported for a few seconds) takes no NEW sessions (1013); existing
-    # sessions keep running. 0 disables. See actors/loop_lag.py.
+    # sessions keep running. 0 disables. See actors/session/loop_lag.py.
     overload_lag_ms: float = 500.0
     api_key: str | None = None
     log_level: str = "INFO"
-    # --- providers (adapters/registry.py) --------------------------------------------------
+    # --- providers (adapters/factory.py) --------------------------------------------------
     # Credentials are never settings: adapters read CF_ACCOUNT_ID, CF_API_TOKEN, DEEPGRAM_API_KEY,
     # OPENAI_API_KEY from the environment. Base URLs are overridable so emulators can plug in.
     stt_provider: str = "local"  # workers-ai | deepgram | local
@@ -97,15 +97,15 @@ class Settings:
     provider_read_timeout_s: float = 10.0  # a stream silent this long is stalled
     tts_first_byte_timeout_s: float = 3.0  # past this the fallback tts takes over
     # --- end providers ---------------------------------------------------------------------
-    # --- agent pipeline (actors/pipeline.py) -----------------------------------------------
+    # --- agent pipeline (actors/agent/pipeline.py) -----------------------------------------------
     # "agent" (STT -> LLM -> TTS voice agent), "echo" (phase-1 echo engine). WS /v2/flux/{id}
     # always makes transcription-only ("flux") sessions.
     session_mode: str = "agent"
     agent_system_prompt: str = "You are a helpful voice assistant. Answer briefly, in plain spoken sentences."
-    # The one tool offered to the LLM (actors/tools.py): "auto" = book_table with the local reply engine
+    # The one tool offered to the LLM (actors/agent/tools.py): "auto" = book_table with the local reply engine
     # (its restaurant persona books through it), clock with any other LLM; "clock", "book_table", "" = none.
     agent_tool: str = "auto"
-    # LLM context budget (actors/bounds.py): the system prompt plus the most recent whole turns (a turn is a
+    # LLM context budget (actors/agent/bounds.py): the system prompt plus the most recent whole turns (a turn is a
     # user message and the reply, tool call and result after it) within both limits; the oldest turns are
     # dropped first, the latest is always sent. 0 = no limit.
     llm_context_max_turns: int = 16

@@ -15,14 +15,14 @@ from typing import Any
 
 import httpx
 
-from cluster.config import Settings
+from vani.cluster.config import Settings
 
 log = logging.getLogger("vani")
 
 
 # Serve calls this in every process running its HTTP server: fixes for oversized WebSocket upgrades
 # and absolute-form targets (gateway/ingress_guard.py). Set in Ray's environment before Ray starts.
-PROXY_CALLBACK_ENV = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "gateway.ingress_guard.proxy_callback"}
+PROXY_CALLBACK_ENV = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "vani.gateway.ingress_guard.proxy_callback"}
 
 # Serve reads these when Ray starts (its controller and proxies inherit the environment).
 INGRESS_ENV: dict[str, dict[str, str]] = {
@@ -90,10 +90,10 @@ def deploy(settings: Settings, timeout_s: float = 120.0) -> str:
     import ray
     from ray import serve
 
-    from actors import link_auth
-    from gateway.app import Gateway
-    from gateway.placement import registry_name
-    from gateway.registry import Registry
+    from vani.actors.control.placement import registry_name
+    from vani.actors.control.registry import Registry
+    from vani.actors.wire import link_auth
+    from vani.gateway.app import Gateway
 
     registry = Registry.options(
         name=registry_name(settings.app_name),
@@ -143,7 +143,7 @@ def undeploy(settings: Settings) -> None:
     import ray
     from ray import serve
 
-    from gateway.placement import registry_name
+    from vani.actors.control.placement import registry_name
 
     try:
         serve.delete(settings.app_name)

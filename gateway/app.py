@@ -23,13 +23,13 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import Response
 from ray import serve
 
-from actors.metrics import session_metrics
-from cluster.config import Settings
-from gateway import placement
-from gateway.flux_route import flux_socket, listen_socket
-from gateway.session_route import session_socket
-from gateway.status_view import status_response
-from gateway.web_route import web_file, web_index
+from vani.actors.control import placement
+from vani.actors.metrics import session_metrics
+from vani.cluster.config import Settings
+from vani.gateway.flux_route import flux_socket, listen_socket
+from vani.gateway.session_route import session_socket
+from vani.gateway.status_view import status_response
+from vani.gateway.web_route import web_file, web_index
 
 app = FastAPI(title="vani", docs_url=None, redoc_url=None)
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors import protocol
-from actors.agent_protocol import AGENT_CLIENT_TYPES, FLUX_CLIENT_TYPES, decode_audio
-from cluster.config import Settings
-from cluster.session_request import OPTION_RANGES, SessionRequest, check_option
+from vani.actors.wire import protocol
+from vani.actors.wire.agent import AGENT_CLIENT_TYPES, FLUX_CLIENT_TYPES, decode_audio
+from vani.actors.wire.session_request import OPTION_RANGES, SessionRequest, check_option
+from vani.cluster.config import Settings
 
 MAX_CLEARED = 256
 

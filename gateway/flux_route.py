@@ -25,9 +25,9 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from actors.protocol import Close
-from cluster.config import Settings
-from gateway.session_route import session_socket
+from vani.actors.wire.protocol import Close
+from vani.cluster.config import Settings
+from vani.gateway.session_route import session_socket
 
 SESSION_PARAM = "session_id"
 SESSION_HEADER = "x-vani-session"

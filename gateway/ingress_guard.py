@@ -33,7 +33,7 @@ def proxy_callback() -> list[Any]:
     as a middleware. Serve takes one callback, so this is vani's single entry point for its HTTP servers."""
     from starlette.middleware import Middleware
 
-    from gateway.proxy_hook import keep_pings_drop_timeout
+    from vani.gateway.proxy_hook import keep_pings_drop_timeout
 
     flush_rejected_handshakes()
     keep_pings_drop_timeout()

@@ -6,7 +6,7 @@ configures itself, with uvicorn's default keepalive: a ping every 20 s and the c
 travels behind the audio it sent before it, so a slow but live session would be killed for a late
 pong. Serve has no option for this; its documented start-up hook
 (``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH``, set by ``vani up`` before Ray starts) runs
-``gateway.ingress_guard.proxy_callback``, which calls ``keep_pings_drop_timeout``, in each of those
+``vani.gateway.ingress_guard.proxy_callback``, which calls ``keep_pings_drop_timeout``, in each of those
 processes before the server is built. Pings stay (they keep NAT and load-balancer mappings alive); a
 peer that is really gone is found by TCP, and its client resumes with its token on a new connection
 (the old one gets 4000).

@@ -23,14 +23,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from actors import client_json, link_auth, protocol
-from actors.flood import FloodGuard
-from actors.loop_lag import LoopLag
-from actors.metrics import session_metrics
-from actors.protocol import CLIENT_TYPES, Close
-from cluster.config import SESSION_ID_PATTERN, Settings
-from cluster.session_request import SessionRequest
-from gateway.dialect import Dialect, dialect_for, session_request
+from vani.actors.metrics import session_metrics
+from vani.actors.session.loop_lag import LoopLag
+from vani.actors.wire import client_json, link_auth, protocol
+from vani.actors.wire.protocol import CLIENT_TYPES, Close
+from vani.actors.wire.session_request import SessionRequest
+from vani.cluster.config import SESSION_ID_PATTERN, Settings
+from vani.gateway.dialect import Dialect, dialect_for, session_request
+from vani.gateway.flood import FloodGuard
 
 log = logging.getLogger("vani.gateway")
 
@@ -103,7 +103,7 @@ async def open_link(
                 max_size=LINK_MAX_BYTES,
                 compression=None,
                 open_timeout=20,  # a busy host may take a while to accept; a dead one fails fast
-                ping_interval=None,  # see actors/host.py: no keepalive on links
+                ping_interval=None,  # see actors/session/host.py: no keepalive on links
             )
             break
         except (OSError, TimeoutError, ConnectionClosed) as exc:
@@ -243,7 +243,7 @@ async def _client_to_link(
 
 
 def _check_text(text: str, client_types: frozenset[str] = CLIENT_TYPES) -> tuple[str, str] | None:
-    """Bounded size, depth and finite numbers (actors/client_json.py), then the route's message types."""
+    """Bounded size, depth and finite numbers (actors/wire/client_json.py), then the route's message types."""
     return client_json.check(text, client_types)
 
 

@@ -16,8 +16,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 
-from cluster.config import Settings
-from gateway.session_route import authorized
+from vani.cluster.config import Settings
+from vani.gateway.session_route import authorized
 
 PUBLIC_KEYS = ("app", "placement_mode", "max_sessions", "sessions", "refused", "nodes")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 
-import client
+from vani import client
 
 WEB_DIR = Path(client.__file__).resolve().parent / "web"
 MIME = {

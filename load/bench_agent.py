@@ -45,12 +45,12 @@ import numpy as np
 import psutil
 from websockets.asyncio.client import connect
 
-from actors.agent_protocol import decode_audio
-from actors.scheduler import SpeakableChunker
-from adapters.emulator.latency import Latency
 from load.bench_emulators import free_port, start_emulator
 from load.local_vani import descendants
 from load.report import cpu_seconds, memory_of, pct, table, write_json
+from vani.actors.agent.chunker import SpeakableChunker
+from vani.actors.wire.agent import decode_audio
+from vani.adapters.emulator.latency import Latency
 
 RATE = 16000
 SPEECH_S = 0.8  # each normal turn
@@ -353,8 +353,8 @@ def main() -> int:
     ap.add_argument("--name", default="bench_agent")
     args = ap.parse_args()
 
-    from adapters.emulator.cli import env_for
     from load.local_vani import local_vani
+    from vani.adapters.emulator.cli import env_for
 
     port = free_port()
     emu = f"http://127.0.0.1:{port}"

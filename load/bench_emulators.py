@@ -197,7 +197,7 @@ async def _later(delay: float, coro) -> None:
 
 def start_emulator(port: int, workers: int = 1) -> subprocess.Popen:
     """``vani emulate`` in its own process, so its CPU and memory are measured apart from the load."""
-    cmd = [sys.executable, "-m", "cluster.cli", "emulate", "--port", str(port)]
+    cmd = [sys.executable, "-m", "vani.cluster.cli", "emulate", "--port", str(port)]
     log = open(os.environ.get("BENCH_EMULATOR_LOG", os.devnull), "w")
     env = {**os.environ, "VANI_EMULATOR_WORKERS": str(workers)}
     return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log, env=env)

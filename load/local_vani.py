@@ -25,8 +25,8 @@ from typing import Any
 
 import psutil
 
-from cluster.run import INGRESS_ENV
-from gateway.proxy_hook import PROXY_ENV
+from vani.cluster.run import INGRESS_ENV
+from vani.gateway.proxy_hook import PROXY_ENV
 
 
 def free_port() -> int:
@@ -37,7 +37,7 @@ def free_port() -> int:
 
 @dataclass
 class LocalVani:
-    settings: Any  # cluster.config.Settings
+    settings: Any  # vani.cluster.config.Settings
     http_url: str  # what `deploy` health-checked (proxy / haproxy port)
     ingress: str
 
@@ -54,7 +54,7 @@ class LocalVani:
     def registry(self) -> Any:
         import ray
 
-        from gateway.placement import registry_name
+        from vani.actors.control.placement import registry_name
 
         return ray.get_actor(registry_name(self.settings.app_name), namespace=self.settings.namespace)
 
@@ -114,8 +114,8 @@ def local_vani(
     import ray
     from ray import serve
 
-    from cluster.config import Settings
-    from cluster.run import connect_ray, deploy, undeploy
+    from vani.cluster.config import Settings
+    from vani.cluster.run import connect_ray, deploy, undeploy
 
     values: dict[str, Any] = {
         "http_port": free_port(),

@@ -61,8 +61,8 @@ def main() -> int:
     if args.url:
         out = asyncio.run(run(args.url.rstrip("/"), args))
     else:
-        from cluster.config import Settings
         from load.local_vani import local_vani
+        from vani.cluster.config import Settings
 
         shipped = Settings()  # the defaults `vani up` runs with
         with local_vani(

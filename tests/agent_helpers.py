@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from actors.agent_protocol import decode_audio
 from tests.adapters.audio import chunks, silence, speech
+from vani.actors.wire.agent import decode_audio
 
 CLIENT_CHUNK = 8192  # the browser's 4096-sample (256 ms) chunks
 

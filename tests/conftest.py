@@ -32,11 +32,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # Serve's proxy prefers replicas on its own node; spread connections so tests see every replica.
 os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from cluster.run import PROXY_CALLBACK_ENV  # noqa: E402 (needs ROOT on the path)
+from vani.cluster.run import PROXY_CALLBACK_ENV
 
 # vani's fixes for the HTTP ingress, installed as `vani up` installs them (gateway/ingress_guard.py).
 os.environ.update(PROXY_CALLBACK_ENV)
@@ -97,7 +93,7 @@ APPS = {
     ),
     "actor": dict(route_prefix="/actor", placement_mode="actor", echo_delay_ms=0, session_ttl_s=3.0),
     "agent": dict(route_prefix="/agent", **AGENT),
-    # Aura's MP3 (paced by frame headers, actors/audio_duration.py) and a non-default inbound ring.
+    # Aura's MP3 (paced by frame headers, actors/agent/audio_duration.py) and a non-default inbound ring.
     "mp3": dict(route_prefix="/mp3", **{**AGENT, "tts_encoding": "mp3", "inbound_ring_bytes": 98304}),
     # Overload (tests/test_overload.py): a tight flood guard, so hosts the test stalls (SIGSTOP) surely
     # burst a backlog far past it; a loop-lag threshold above the default so a busy box never trips it
@@ -126,14 +122,14 @@ def provider_emulator() -> Iterator[str]:
     port = free_port()
     code = (
         "import os, uvicorn\n"
-        "from adapters.emulator.app import build_app\n"
-        "from adapters.emulator.cli import SERVER_KW\n"
-        "from adapters.emulator.latency import Latency\n"
+        "from vani.adapters.emulator.app import build_app\n"
+        "from vani.adapters.emulator.cli import SERVER_KW\n"
+        "from vani.adapters.emulator.latency import Latency\n"
         f"uvicorn.run(build_app(Latency().override(os.environ['VANI_EMULATOR_LATENCY'])), host='127.0.0.1', "
         f"port={port}, **SERVER_KW)\n"
     )
-    env = {**os.environ, "VANI_EMULATOR_LATENCY": EMULATOR_LATENCY, "PYTHONPATH": ROOT}
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
+    env = {**os.environ, "VANI_EMULATOR_LATENCY": EMULATOR_LATENCY}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -182,7 +178,7 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
     os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Dummy credentials for the emulated providers; Ray's node processes inherit this environment.
-    from adapters.emulator.cli import env_for
+    from vani.adapters.emulator.cli import env_for
 
     for k, v in env_for(provider_emulator).items():
         if not k.startswith("VANI_"):
@@ -191,8 +187,8 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
     from ray import serve
     from ray.cluster_utils import Cluster
 
-    from cluster.config import Settings
-    from cluster.run import deploy, undeploy
+    from vani.cluster.config import Settings
+    from vani.cluster.run import deploy, undeploy
 
     cluster, metrics_ports = start_two_node_cluster(Cluster)
     ray.init(address=cluster.address, namespace="vani", log_to_driver=False, _node_ip_address="127.0.0.1")

@@ -12,7 +12,7 @@ async def session_snapshot(cluster, session_id: str) -> dict:
     # From the registry over Ray: /v1/status shows no session ids without an API key.
     import ray
 
-    from gateway.placement import registry_name
+    from vani.actors.control.placement import registry_name
 
     for host in await ray.get_actor(registry_name("agent"), namespace="vani").host_stats.remote():
         for s in host["sessions"]:

@@ -10,11 +10,11 @@ import asyncio
 import os
 import uuid
 
-from actors.tools import ToolExecutor
-from adapters.base import ToolCall
-from cluster.config import Settings
 from tests.adapters.audio import silence, speech
 from tests.agent_helpers import AgentClient, script, utterance
+from vani.actors.agent.tools import ToolExecutor
+from vani.adapters.base import ToolCall
+from vani.cluster.config import Settings
 
 
 def sid(prefix: str = "ag") -> str:
@@ -29,7 +29,7 @@ async def snapshot(cluster, session_id: str) -> dict:
     # Per-session stats come from the registry over Ray: /v1/status shows no session ids without an API key.
     import ray
 
-    from gateway.placement import registry_name
+    from vani.actors.control.placement import registry_name
 
     for host in await ray.get_actor(registry_name("agent"), namespace="vani").host_stats.remote():
         for s in host["sessions"]:

@@ -1,4 +1,4 @@
-"""The pacing clock for compressed TTS (actors/audio_duration.py), on real encoded audio.
+"""The pacing clock for compressed TTS (actors/agent/audio_duration.py), on real encoded audio.
 
 MP3 is made by lameenc (what the provider emulator's Aura uses), Ogg/Opus by libopus through PyAV;
 durations are checked against the PCM that went in and against PyAV's own decoder.
@@ -14,8 +14,8 @@ import lameenc
 import numpy as np
 import pytest
 
-from actors.audio_duration import framer_for, mp3_frame
-from adapters.emulator.audio import speech_pcm
+from vani.actors.agent.audio_duration import framer_for, mp3_frame
+from vani.adapters.emulator.audio import speech_pcm
 
 
 def tone(seconds: float, rate: int) -> bytes:

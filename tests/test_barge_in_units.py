@@ -1,4 +1,4 @@
-"""Pause first, decide after (actors/barge_in.py): the machine's table, the held audio lane, the paused
+"""Pause first, decide after (actors/agent/barge_in.py): the machine's table, the held audio lane, the paused
 playback clock and producer, the speech-start timeline and the gateway's gate. No Ray: these are the
 real classes, driven directly."""
 
@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from actors.agent_protocol import audio_start, encode_audio, event
-from actors.barge_in import audio_arrival
-from actors.conversation_machine import ConversationMachine
-from actors.outbound import OutboundQueue
-from actors.reply import _pace
-from actors.state_machine import InvalidEvent
-from actors.turn import AssistantTurn
-from client.session_client import AgentPlayback
-from gateway.dialect import AudioGate
+from vani.actors.agent.barge_in import audio_arrival
+from vani.actors.agent.machine import ConversationMachine
+from vani.actors.agent.reply import _pace
+from vani.actors.agent.turn import AssistantTurn
+from vani.actors.session.machine import InvalidEvent
+from vani.actors.session.outbound import OutboundQueue
+from vani.actors.wire.agent import audio_start, encode_audio, event
+from vani.client.session_client import AgentPlayback
+from vani.gateway.dialect import AudioGate
 
 
 class Model:

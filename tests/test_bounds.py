@@ -2,8 +2,8 @@
 
 The pipeline's LLM context (``ContextWindow``), its final transcripts (a ``deque`` of
 ``transcript_history_turns``), the session's per-turn audio clocks (``RecentTurns``), the tool executor's
-results cache (LRU) and the watchdog's fired list, built from ``Settings`` as ``actors/pipeline.py`` and
-``actors/session.py`` build them. ``tests/test_agent_pipeline.py`` checks the same bounds on a live
+results cache (LRU) and the watchdog's fired list, built from ``Settings`` as ``actors/agent/pipeline.py`` and
+``actors/session/session.py`` build them. ``tests/test_agent_pipeline.py`` checks the same bounds on a live
 session through the cluster.
 """
 
@@ -15,11 +15,11 @@ import time
 import tracemalloc
 from collections import deque
 
-from actors.bounds import ContextWindow, RecentTurns
-from actors.tools import RESULTS_KEPT, ToolExecutor
-from actors.watchdog import Watchdog
-from adapters.base import ChatMessage, ToolCall
-from cluster.config import Settings
+from vani.actors.agent.bounds import ContextWindow, RecentTurns
+from vani.actors.agent.tools import RESULTS_KEPT, ToolExecutor
+from vani.actors.agent.watchdog import Watchdog
+from vani.adapters.base import ChatMessage, ToolCall
+from vani.cluster.config import Settings
 
 
 class LongSession:

@@ -1,7 +1,7 @@
 """The `cancelling` watchdog, on a real agent session in this process (no Ray) on the provider emulators.
 
-A session (``actors/session.py`` + ``actors/pipeline.py``, real STT / LLM / TTS adapters over sockets to the
-emulator) is driven through its link interface, as a session host drives it. Today's adapters all let go
+A session (``actors/session/session.py`` + ``actors/agent/pipeline.py``, real STT / LLM / TTS adapters over
+sockets to the emulator) is driven through its link interface, as a session host drives it. Today's adapters all let go
 at once when a turn is cancelled, so the turn gets one more task in its own scope that, like a provider
 slow to close its stream, takes 3 s to finish after the cancel: the conversation must not wait for it.
 """
@@ -14,13 +14,13 @@ import time
 import uuid
 from typing import Any
 
-from actors.agent_protocol import decode_audio
-from actors.session import Hooks, Session
-from adapters.emulator.cli import env_for
-from cluster.config import SessionLimits, Settings
 from tests.adapters.audio import chunks, silence, speech
 from tests.agent_helpers import CLIENT_CHUNK, script, utterance
 from tests.conftest import AGENT
+from vani.actors.session.session import Hooks, Session
+from vani.actors.wire.agent import decode_audio
+from vani.adapters.emulator.cli import env_for
+from vani.cluster.config import SessionLimits, Settings
 
 LONG_REPLY = " ".join(f"Sentence number {i} is here, and it keeps going." for i in range(12))
 

@@ -1,4 +1,4 @@
-"""Bounded client JSON and strict outgoing JSON, without Ray (actors/client_json.py, actors/protocol.py)."""
+"""Bounded client JSON and strict outgoing JSON, without Ray (actors/wire/client_json.py, actors/wire/protocol.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from actors import client_json, protocol
-from actors.client_json import MAX_DEPTH, MAX_TEXT_BYTES, ClientJsonError
-from gateway.session_route import _check_text
+from vani.actors.wire import client_json, protocol
+from vani.actors.wire.client_json import MAX_DEPTH, MAX_TEXT_BYTES, ClientJsonError
+from vani.gateway.session_route import _check_text
 
 TYPES = frozenset({"ping", "mute"})
 

@@ -16,10 +16,10 @@ import httpx
 import psutil
 import pytest
 
-from client.session_client import VaniSession
-from client.talk import read_pcm16, write_pcm16
 from tests.audio_frames import frame_seq, numbered_frame
 from tests.conftest import ROOT, free_port
+from vani.client.session_client import VaniSession
+from vani.client.talk import read_pcm16, write_pcm16
 
 
 async def test_metrics_show_in_rays_metrics_endpoint(vani_cluster):
@@ -237,7 +237,7 @@ def test_vani_deploy_onto_a_running_cluster(vani_cluster):
 
         assert asyncio.run(echo_once()) == 4
     finally:
-        from cluster.config import Settings
-        from cluster.run import undeploy
+        from vani.cluster.config import Settings
+        from vani.cluster.run import undeploy
 
         undeploy(Settings.load(env={}, app_name="deployed"))

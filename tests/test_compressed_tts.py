@@ -1,6 +1,6 @@
 """Compressed TTS through the real gateway: Aura's MP3 from the provider emulator (``/mp3`` app).
 
-The reply is paced by the MP3's own frame headers (actors/audio_duration.py), so what was sent is
+The reply is paced by the MP3's own frame headers (actors/agent/audio_duration.py), so what was sent is
 what was heard (within ``playout_lead_ms``), the turn ends when playback does, and a barge-in cuts
 playback and the history at the words heard. Durations are measured by decoding the MP3 the client got.
 """
@@ -14,9 +14,9 @@ import uuid
 
 import av
 
-from actors.audio_duration import mp3_frame
 from tests.adapters.audio import silence, speech
 from tests.agent_helpers import AgentClient, script, utterance
+from vani.actors.agent.audio_duration import mp3_frame
 
 LEAD_S = 0.3  # playout_lead_ms of the app
 FRAME_S = 0.1  # audio_frame_ms: audio is sent in frames of about this much

@@ -7,10 +7,10 @@ import uuid
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from adapters.base import TurnEvent
-from adapters.local.flux_rules import check_flux_order
 from tests.adapters.audio import silence, speech
 from tests.agent_helpers import AgentClient, emulator_log, script, utterance
+from vani.adapters.base import TurnEvent
+from vani.adapters.local.flux_rules import check_flux_order
 
 
 def sid() -> str:

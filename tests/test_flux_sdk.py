@@ -25,10 +25,10 @@ from deepgram.environment import DeepgramClientEnvironment
 from deepgram.listen.v2.types import ListenV2Connected, ListenV2TurnInfo
 from websockets.asyncio.client import connect
 
-from cluster.config import SESSION_ID_PATTERN
 from tests.adapters.audio import chunks, silence
 from tests.agent_helpers import emulator_log, script
 from tests.conftest import STRICT_KEY
+from vani.cluster.config import SESSION_ID_PATTERN
 
 DATA = Path(__file__).parent / "data"
 WORDS = "he was not an ill disposed young man"  # tests/data/librivox_0880.wav

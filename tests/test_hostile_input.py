@@ -16,9 +16,9 @@ import ray
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from client.session_client import VaniSession
 from tests.audio_frames import frame_seq, numbered_frame
 from tests.conftest import STRICT_KEY
+from vani.client.session_client import VaniSession
 
 # No hostile case may leave a client waiting: an answer that has not come after this long never comes.
 ANSWER_TIMEOUT_S = 10.0

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cluster.run import PROXY_CALLBACK_ENV
-from gateway import ingress_guard
 from tests.conftest import free_port
+from vani.cluster.run import PROXY_CALLBACK_ENV
+from vani.gateway import ingress_guard
 
 ANSWER_TIMEOUT_S = 10.0
 

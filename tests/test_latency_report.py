@@ -1,6 +1,6 @@
 """``LatencyReport`` dates the user's end of speech on the audio timeline, not by chunk arrival.
 
-Unit tests of ``actors.speech_clock`` (no Ray), then one end-to-end check through the real gateway on the
+Unit tests of ``vani.actors.agent.speech_clock`` (no Ray), then one end-to-end check through the real gateway on the
 provider emulator: a client streaming 256 ms chunks (the browser's size) at real time measures its own
 "end of speech -> first assistant audio" and the server's ``total_latency`` must agree with it.
 """
@@ -13,9 +13,9 @@ import time
 import uuid
 from typing import Any
 
-from actors.speech_clock import moment_of
 from tests.adapters.audio import speech
 from tests.agent_helpers import AgentClient, script
+from vani.actors.agent.speech_clock import moment_of
 
 BPS = 32000  # 16 kHz PCM16
 CHUNK_S = 0.256

@@ -23,12 +23,12 @@ import ray
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from actors import link_auth, protocol
-from client.session_client import VaniSession
-from gateway.placement import registry_name, session_actor_name
 from tests.agent_helpers import emulator_log, script
 from tests.audio_frames import numbered_frame
 from tests.conftest import ROOT, STRICT_KEY
+from vani.actors.control.placement import registry_name, session_actor_name
+from vani.actors.wire import link_auth, protocol
+from vani.client.session_client import VaniSession
 
 POLICY = 1008
 
@@ -345,8 +345,8 @@ def test_link_mac_covers_the_nonce_and_every_field():
 
 
 def test_a_link_open_may_ask_only_for_a_served_mode_and_client_options():
-    from cluster.config import Settings
-    from cluster.session_request import SessionRequest
+    from vani.actors.wire.session_request import SessionRequest
+    from vani.cluster.config import Settings
 
     agent = Settings(session_mode="agent")
     ok = SessionRequest.from_link(

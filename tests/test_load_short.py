@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from gateway.placement import registry_name
 from load.report import memory_of
 from load.streams import StreamSpec, run_sessions, verdict
+from vani.actors.control.placement import registry_name
 
 pytestmark = pytest.mark.slow
 

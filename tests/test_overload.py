@@ -19,9 +19,9 @@ import ray
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from actors.loop_lag import stale_after_s
-from client.session_client import SessionRefused, VaniSession
 from load.streams import StreamSpec, run_sessions
+from vani.actors.session.loop_lag import stale_after_s
+from vani.client.session_client import SessionRefused, VaniSession
 
 APP = "overload"
 STALL_S = 10.0  # its backlog arrives at once: far over the app's 2 s flood burst for an arrival-time bucket

@@ -6,8 +6,8 @@ import asyncio
 import random
 import time
 
-from actors.flood import BYTES_PER_SECOND, FloodGuard
-from actors.loop_lag import LoopLag, behind, smooth, stale_after_s
+from vani.actors.session.loop_lag import LoopLag, behind, smooth, stale_after_s
+from vani.gateway.flood import BYTES_PER_SECOND, FloodGuard
 
 FRAME_S = 0.08
 FRAME = int(FRAME_S * BYTES_PER_SECOND)  # 80 ms of PCM16

@@ -12,10 +12,10 @@ import pytest
 import ray
 from websockets.exceptions import ConnectionClosed
 
-from client.session_client import SessionRefused, VaniSession
-from gateway.placement import registry_name
 from tests.audio_frames import frame_seq, numbered_frame
 from tests.conftest import STRICT_KEY
+from vani.actors.control.placement import registry_name
+from vani.client.session_client import SessionRefused, VaniSession
 
 
 def sid() -> str:

@@ -13,9 +13,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from client.session_client import SessionRefused, VaniSession
 from tests.audio_frames import frame_seq, numbered_frame
 from tests.conftest import STRICT_KEY
+from vani.client.session_client import SessionRefused, VaniSession
 
 
 def sid() -> str:

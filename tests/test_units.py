@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from actors.flood import FloodGuard
-from actors.outbound import CloseRequest, OutboundQueue
-from actors.ring_buffer import RingBuffer
-from actors.state_machine import STATES, InvalidEvent, SessionMachine
-from gateway.placement import choose_host
+from vani.actors.control.placement import choose_host
+from vani.actors.session.machine import STATES, InvalidEvent, SessionMachine
+from vani.actors.session.outbound import CloseRequest, OutboundQueue
+from vani.actors.session.ring_buffer import RingBuffer
+from vani.gateway.flood import FloodGuard
 
 
 def test_ring_buffer_keeps_order_across_wraparound():
@@ -135,7 +135,7 @@ def test_state_machine_table_and_explicit_rejection():
 
 def test_provider_http_clients_share_one_tls_context():
     """Per-session clients must not each load the CA bundle (~100 ms of the host's event loop)."""
-    from adapters.http_client import ssl_context, streaming_client
+    from vani.adapters.http_client import ssl_context, streaming_client
 
     a, b = streaming_client(1.0, 1.0), streaming_client(1.0, 1.0)
     assert a._transport._pool._ssl_context is ssl_context() is b._transport._pool._ssl_context

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.local.wer import wer, words
+from vani.adapters.local.wer import wer, words
 
 
 @pytest.mark.parametrize(

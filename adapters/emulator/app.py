@@ -39,9 +39,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from adapters.emulator import flux, llm, tts
-from adapters.emulator.control import Script, Store
-from adapters.emulator.latency import Latency
+from vani.adapters.emulator import flux, llm, tts
+from vani.adapters.emulator.control import Script, Store
+from vani.adapters.emulator.latency import Latency
 
 CF = "/client/v4/accounts/{acct}/ai"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from adapters.emulator.latency import Latency
+from vani.adapters.emulator.latency import Latency
 
 SERVER_KW = {
     "ws": "websockets-sansio",
@@ -35,7 +35,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     """Serve the emulator app until Ctrl-C."""
     import uvicorn
 
-    from adapters.emulator.app import build_app
+    from vani.adapters.emulator.app import build_app
 
     host = getattr(args, "host", "127.0.0.1")
     port = int(getattr(args, "port", 8790))
@@ -51,7 +51,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     if workers > 1:
         print(f"{workers} worker processes: /__emulator/scripts are per worker, use headers for faults")
         uvicorn.run(
-            "adapters.emulator.app:app_from_env", factory=True, workers=workers, host=host, port=port, **SERVER_KW
+            "vani.adapters.emulator.app:app_from_env", factory=True, workers=workers, host=host, port=port, **SERVER_KW
         )
     else:
         uvicorn.run(build_app(latency), host=host, port=port, **SERVER_KW)

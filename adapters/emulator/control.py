@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.emulator.faults import Fault, merge, parse_fault
-from adapters.emulator.latency import Latency
+from vani.adapters.emulator.faults import Fault, merge, parse_fault
+from vani.adapters.emulator.latency import Latency
 
 SERVICES = ("flux", "llm", "tts", "tts_ws")
 DEFAULT_TRANSCRIPTS = (

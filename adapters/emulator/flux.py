@@ -19,9 +19,9 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from adapters.emulator.audio import speech_frames
-from adapters.emulator.control import Conn, Store
-from adapters.emulator.faults import UnitCounter, drain, half_close
+from vani.adapters.emulator.audio import speech_frames
+from vani.adapters.emulator.control import Conn, Store
+from vani.adapters.emulator.faults import UnitCounter, drain, half_close
 
 FRAME_S = 0.02
 START_FRAMES = 3  # 60 ms of speech starts a turn (ignores clicks)

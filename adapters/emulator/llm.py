@@ -19,9 +19,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters.emulator.control import Conn, Store
-from adapters.emulator.faults import UnitCounter
-from adapters.emulator.stream import DROP, LiveStream
+from vani.adapters.emulator.control import Conn, Store
+from vani.adapters.emulator.faults import UnitCounter
+from vani.adapters.emulator.stream import DROP, LiveStream
 
 
 def error_response(status: int, message: str, native: bool, retry_after: float | None = None) -> Response:

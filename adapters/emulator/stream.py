@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from adapters.emulator.faults import abort_transport
+from vani.adapters.emulator.faults import abort_transport
 
 DROP = b"__drop__"
 

@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.websockets import WebSocket
 
-from adapters.emulator.audio import CONTENT_TYPES, encode, speech_pcm, to_alaw, to_mulaw
-from adapters.emulator.control import Conn, Store
-from adapters.emulator.faults import UnitCounter, half_close
-from adapters.emulator.stream import DROP, LiveStream
+from vani.adapters.emulator.audio import CONTENT_TYPES, encode, speech_pcm, to_alaw, to_mulaw
+from vani.adapters.emulator.control import Conn, Store
+from vani.adapters.emulator.faults import UnitCounter, half_close
+from vani.adapters.emulator.stream import DROP, LiveStream
 
 VOICES = (
     "amalthea andromeda apollo arcas aries asteria athena atlas aurora callista cora cordelia delia draco "

@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
-from adapters.base import ChatMessage, ErrorKind, LlmEvent, ProviderError, ToolCall, ToolSpec
-from adapters.http_client import streaming_client
-from adapters.llm.streaming import HttpTarget, finish_events, stream_sse, token
+from vani.adapters.base import ChatMessage, ErrorKind, LlmEvent, ProviderError, ToolCall, ToolSpec
+from vani.adapters.http_client import streaming_client
+from vani.adapters.llm.streaming import HttpTarget, finish_events, stream_sse, token
 
 
 def message_json(m: ChatMessage) -> dict[str, Any]:

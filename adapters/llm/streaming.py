@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 import httpx
 
-from adapters.base import ErrorKind, LlmDone, LlmEvent, LlmToken, LlmToolCall, ProviderError, ToolCall
-from adapters.errors import http_error, transport_error
-from adapters.retry import Backoff, parse_retry_after
-from adapters.sse import iter_sse
+from vani.adapters.base import ErrorKind, LlmDone, LlmEvent, LlmToken, LlmToolCall, ProviderError, ToolCall
+from vani.adapters.errors import http_error, transport_error
+from vani.adapters.retry import Backoff, parse_retry_after
+from vani.adapters.sse import iter_sse
 
 
 class StreamParser(Protocol):

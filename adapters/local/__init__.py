@@ -2,5 +2,5 @@
 
 Nothing here downloads anything: every model is loaded from an installed package (extras ``local``
 and ``voice-gpl``), with optional path overrides from settings. Import the submodules directly;
-this package imports nothing heavy so that ``adapters.registry`` can import lazily.
+this package imports nothing heavy so that ``vani.adapters.factory`` can import lazily.
 """

@@ -4,7 +4,7 @@
 ``BookingBook`` is one session's in-memory book: every successful booking is recorded under its
 reference, the n-th booking of a session gets a reference derived from ``n`` too (two identical
 requests are two bookings), and the book keeps at most ``max_entries`` (a long session stays bounded).
-The session's ``ToolExecutor`` (actors/tools.py) calls ``BookingBook.book`` at most once per call id.
+The session's ``ToolExecutor`` (actors/agent/tools.py) calls ``BookingBook.book`` at most once per call id.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 from collections import OrderedDict
 from typing import Any
 
-from adapters.base import ToolSpec
+from vani.adapters.base import ToolSpec
 
 BOOKING_TOOL = ToolSpec(
     name="book_table",

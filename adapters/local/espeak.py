@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import ErrorKind, ProviderError
+from vani.adapters.base import ErrorKind, ProviderError
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 _SYNCHRONOUS = 2  # AUDIO_OUTPUT_SYNCHRONOUS: espeak_Synth returns when the text is done

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from adapters.base import TurnEvent, TurnEventType
+from vani.adapters.base import TurnEvent, TurnEventType
 
 TRIGGERS = frozenset({"model", "manual", "timeout"})
 

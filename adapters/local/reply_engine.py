@@ -20,9 +20,9 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from adapters.base import ChatMessage, LlmDone, LlmEvent, LlmToken, LlmToolCall, ToolCall, ToolSpec
-from adapters.local.booking import BOOKING_TOOL, run_booking_tool
-from adapters.local.dialogue import Slots, intents, parse_slots
+from vani.adapters.base import ChatMessage, LlmDone, LlmEvent, LlmToken, LlmToolCall, ToolCall, ToolSpec
+from vani.adapters.local.booking import BOOKING_TOOL, run_booking_tool
+from vani.adapters.local.dialogue import Slots, intents, parse_slots
 
 __all__ = ["BOOKING_TOOL", "ReplyEngine", "plan_reply", "run_booking_tool"]
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import ErrorKind, ProviderError, SttOptions, TurnEvent, TurnEventType
-from adapters.local import inference_pool, partials, turn_model, whisper_final
-from adapters.local.resample import StreamResampler, pcm16_to_float
-from adapters.local.turn_machine import (
+from vani.adapters.base import ErrorKind, ProviderError, SttOptions, TurnEvent, TurnEventType
+from vani.adapters.local import inference_pool, partials, turn_model, whisper_final
+from vani.adapters.local.resample import StreamResampler, pcm16_to_float
+from vani.adapters.local.turn_machine import (
     FRAME_S,
     BeginTurn,
     Emit,
@@ -37,7 +37,7 @@ from adapters.local.turn_machine import (
     TurnConfig,
     TurnMachine,
 )
-from adapters.local.vad import VadStream
+from vani.adapters.local.vad import VadStream
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import AudioFormat, ErrorKind, ProviderError, TtsChunk, TtsOptions
-from adapters.local import espeak, inference_pool
-from adapters.local.model_cache import get_model
-from adapters.local.resample import float_to_pcm16, resample
+from vani.adapters.base import AudioFormat, ErrorKind, ProviderError, TtsChunk, TtsOptions
+from vani.adapters.local import espeak, inference_pool
+from vani.adapters.local.model_cache import get_model
+from vani.adapters.local.resample import float_to_pcm16, resample
 
 log = logging.getLogger(__name__)
 

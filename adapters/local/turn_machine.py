@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from adapters.base import TurnEventType, Word
+from vani.adapters.base import TurnEventType, Word
 
 FRAME_S = 512 / 16000  # one silero VAD frame at 16 kHz
 

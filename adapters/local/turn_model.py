@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import ErrorKind, ProviderError
-from adapters.local.model_cache import get_model
+from vani.adapters.base import ErrorKind, ProviderError
+from vani.adapters.local.model_cache import get_model
 
 WINDOW = 8 * 16000  # the model sees the last 8 s
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import ErrorKind, ProviderError, Word
-from adapters.local import inference_pool
-from adapters.local.model_cache import get_model
+from vani.adapters.base import ErrorKind, ProviderError, Word
+from vani.adapters.local import inference_pool
+from vani.adapters.local.model_cache import get_model
 
 
 def model_dir(settings: Any = None) -> str:

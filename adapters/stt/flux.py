@@ -25,10 +25,10 @@ from urllib.parse import urlencode
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from adapters.base import ErrorKind, ProviderError, SttOptions, TurnEvent, TurnEventType
-from adapters.credentials import redact
-from adapters.errors import http_error, transport_error
-from adapters.retry import Backoff
+from vani.adapters.base import ErrorKind, ProviderError, SttOptions, TurnEvent, TurnEventType
+from vani.adapters.credentials import redact
+from vani.adapters.errors import http_error, transport_error
+from vani.adapters.retry import Backoff
 
 log = logging.getLogger(__name__)
 _DONE = object()

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 
-from adapters.base import AudioFormat, ErrorKind, ProviderError, TtsChunk, TtsOptions
-from adapters.errors import http_error, transport_error
-from adapters.http_client import streaming_client
-from adapters.tts.sniff import sniff
+from vani.adapters.base import AudioFormat, ErrorKind, ProviderError, TtsChunk, TtsOptions
+from vani.adapters.errors import http_error, transport_error
+from vani.adapters.http_client import streaming_client
+from vani.adapters.tts.sniff import sniff
 
 PCM_ENCODINGS = ("linear16", "mulaw", "alaw")
 BITRATE_ENCODINGS = ("mp3", "opus", "aac")

@@ -22,8 +22,8 @@ from urllib.parse import urlencode
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from adapters.base import AudioFormat, ErrorKind, ProviderError, TtsChunk, TtsOptions
-from adapters.errors import http_error, transport_error
+from vani.adapters.base import AudioFormat, ErrorKind, ProviderError, TtsChunk, TtsOptions
+from vani.adapters.errors import http_error, transport_error
 
 log = logging.getLogger(__name__)
 FLUSH_LIMIT = 20  # per 60 s; past it the server ignores flushes

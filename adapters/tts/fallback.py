@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from adapters.base import ProviderError, TtsChunk, TtsOptions, TtsProvider
+from vani.adapters.base import ProviderError, TtsChunk, TtsOptions, TtsProvider
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from adapters.base import AudioFormat
+from vani.adapters.base import AudioFormat
 
 
 def sniff(head: bytes, asked: AudioFormat) -> AudioFormat:

@@ -11,10 +11,10 @@ import httpx
 import pytest
 import uvicorn
 
-from adapters.emulator.app import build_app
-from adapters.emulator.cli import SERVER_KW, env_for
-from adapters.emulator.latency import Latency
-from cluster.config import Settings
+from vani.adapters.emulator.app import build_app
+from vani.adapters.emulator.cli import SERVER_KW, env_for
+from vani.adapters.emulator.latency import Latency
+from vani.cluster.config import Settings
 
 # Fast latencies keep the suite quick; tests assert order and content, never speed.
 TEST_LATENCY = Latency(ttft_ms=20, tokens_per_s=400, ttfb_ms=20, rtf=0.02)

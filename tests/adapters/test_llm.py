@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from adapters.base import ChatMessage, ErrorKind, LlmDone, LlmToken, LlmToolCall, ProviderError, ToolSpec
-from adapters.llm.openai_compat import OpenAiCompatLlm
-from adapters.registry import make_llm
+from vani.adapters.base import ChatMessage, ErrorKind, LlmDone, LlmToken, LlmToolCall, ProviderError, ToolSpec
+from vani.adapters.factory import make_llm
+from vani.adapters.llm.openai_compat import OpenAiCompatLlm
 
 WEATHER = ToolSpec(
     "get_weather",

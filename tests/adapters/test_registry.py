@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.base import ErrorKind, ProviderError
-from adapters.check import check_all
-from adapters.llm.openai_compat import OpenAiCompatLlm
-from adapters.llm.workers_ai import WorkersAiNativeLlm
-from adapters.registry import make_llm, make_stt, make_tts, stt_options
-from adapters.tts.deepgram_ws import DeepgramWsTts
-from cluster.config import Settings
+from vani.adapters.base import ErrorKind, ProviderError
+from vani.adapters.check import check_all
+from vani.adapters.factory import make_llm, make_stt, make_tts, stt_options
+from vani.adapters.llm.openai_compat import OpenAiCompatLlm
+from vani.adapters.llm.workers_ai import WorkersAiNativeLlm
+from vani.adapters.tts.deepgram_ws import DeepgramWsTts
+from vani.cluster.config import Settings
 
 
 def test_defaults_are_local():

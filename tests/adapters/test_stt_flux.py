@@ -7,11 +7,11 @@ import dataclasses
 
 import pytest
 
-from adapters.base import ErrorKind, ProviderError, SttOptions, TurnEvent, TurnEventType
-from adapters.local.flux_rules import check_flux_order
-from adapters.registry import make_stt
-from adapters.stt.flux import FluxStream, FluxStt, deepgram_endpoint, workers_ai_endpoint
 from tests.adapters.audio import chunks, silence, speech, turns
+from vani.adapters.base import ErrorKind, ProviderError, SttOptions, TurnEvent, TurnEventType
+from vani.adapters.factory import make_stt
+from vani.adapters.local.flux_rules import check_flux_order
+from vani.adapters.stt.flux import FluxStream, FluxStt, deepgram_endpoint, workers_ai_endpoint
 
 E = TurnEventType
 TWO_TURNS = turns((1.2, 0.6), (0.9, 0.6))

@@ -8,10 +8,10 @@ import wave
 
 import pytest
 
-from adapters.base import ErrorKind, ProviderError, TtsOptions
-from adapters.emulator.audio import speech_pcm
-from adapters.registry import make_tts
-from adapters.tts.fallback import FallbackTts
+from vani.adapters.base import ErrorKind, ProviderError, TtsOptions
+from vani.adapters.emulator.audio import speech_pcm
+from vani.adapters.factory import make_tts
+from vani.adapters.tts.fallback import FallbackTts
 
 TEXT = "Hello there, how can I help you today?"
 

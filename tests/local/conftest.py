@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.base import SttOptions, TurnEvent
+from vani.adapters.base import SttOptions, TurnEvent
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 TRANSCRIPTS: dict[str, str] = json.loads((DATA / "transcripts.json").read_text())
@@ -49,7 +49,7 @@ async def run_stream(stt, pcm: bytes, options: SttOptions, *, chunk: int = 2560,
 
 @pytest.fixture(scope="session")
 async def local_stt():
-    from adapters.local.stt import LocalStt
+    from vani.adapters.local.stt import LocalStt
 
     stt = LocalStt(None)
     await stt.warm_up()

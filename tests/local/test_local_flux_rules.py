@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from adapters.base import TurnEvent, TurnEventType
-from adapters.local.flux_rules import check_flux_order
-from adapters.local.turn_machine import (
+from vani.adapters.base import TurnEvent, TurnEventType
+from vani.adapters.local.flux_rules import check_flux_order
+from vani.adapters.local.turn_machine import (
     FRAME_S,
     Emit,
     ForceEnd,

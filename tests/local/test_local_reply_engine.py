@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from actors.tools import ToolExecutor, tool_spec
-from adapters.base import ChatMessage, LlmDone, LlmProvider, LlmToken, LlmToolCall
-from adapters.local.dialogue import parse_slots
-from adapters.local.reply_engine import BOOKING_TOOL, ReplyEngine, run_booking_tool
+from vani.actors.agent.tools import ToolExecutor, tool_spec
+from vani.adapters.base import ChatMessage, LlmDone, LlmProvider, LlmToken, LlmToolCall
+from vani.adapters.local.dialogue import parse_slots
+from vani.adapters.local.reply_engine import BOOKING_TOOL, ReplyEngine, run_booking_tool
 
 
 async def collect(messages, tool=BOOKING_TOOL):
@@ -63,7 +63,7 @@ async def test_whisper_style_numbers_and_no_tool():
 
 
 async def converse(engine: ReplyEngine, tools: ToolExecutor, msgs: list[ChatMessage]) -> tuple[str, list]:
-    """One assistant turn as actors/reply.py::_think runs it: stream, run a tool call through the
+    """One assistant turn as actors/agent/reply.py::_think runs it: stream, run a tool call through the
     executor, feed the result back for a second round. Returns the spoken text and the tool calls."""
     text, calls, spec = "", [], tool_spec("auto", "local")
     for _ in range(2):

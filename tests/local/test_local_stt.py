@@ -8,11 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from adapters.base import SttOptions, TurnEventType
-from adapters.local import inference_pool
-from adapters.local.flux_rules import check_flux_order
-from adapters.local.wer import wer, words
 from tests.local.conftest import TRANSCRIPTS, read_wav, run_stream, silence
+from vani.adapters.base import SttOptions, TurnEventType
+from vani.adapters.local import inference_pool
+from vani.adapters.local.flux_rules import check_flux_order
+from vani.adapters.local.wer import wer, words
 
 E = TurnEventType
 # Measured WER on these files: Whisper tiny.en ~0.07. Thresholds leave a wide margin for CPU
@@ -128,7 +128,7 @@ async def test_sessions_are_isolated(local_stt):
 
 
 async def test_other_rates_are_resampled(local_stt):
-    from adapters.local.resample import float_to_pcm16, pcm16_to_float, resample
+    from vani.adapters.local.resample import float_to_pcm16, pcm16_to_float, resample
 
     pcm8k = float_to_pcm16(resample(pcm16_to_float(read_wav("booking_espeak.wav")), 16000, 8000))
     pcm = bytes(8000) + pcm8k + bytes(16000 * 3)
@@ -169,7 +169,7 @@ async def test_busy_heavy_lane_does_not_stall_other_sessions(local_stt):
 
 @pytest.mark.parametrize("encoding", ["mulaw"])
 async def test_unsupported_encoding(local_stt, encoding):
-    from adapters.base import ProviderError
+    from vani.adapters.base import ProviderError
 
     with pytest.raises(ProviderError):
         await local_stt.open("x", SttOptions(encoding=encoding))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapters.base import TtsOptions
-from adapters.local.tts import EspeakTts, PiperTts, split_clauses
-from adapters.local.wer import wer
+from vani.adapters.base import TtsOptions
+from vani.adapters.local.tts import EspeakTts, PiperTts, split_clauses
+from vani.adapters.local.wer import wer
 
 TEXT = "Sure, I can book a table for two at seven tomorrow evening. Would you like me to add a note about parking?"
 
@@ -46,7 +46,7 @@ async def test_valid_audio_of_plausible_length(cls, rate):
 @pytest.mark.parametrize("cls,max_wer", [(PiperTts, 0.15), (EspeakTts, 0.35)])
 async def test_round_trip_through_whisper(cls, max_wer):
     """Intelligibility without listening: synthesise at 16 kHz, transcribe with the local Whisper."""
-    from adapters.local import whisper_final
+    from vani.adapters.local import whisper_final
 
     _, pcm = await synth(cls(None), TEXT, 16000)
     text, _ = whisper_final.shared(None).transcribe(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768)

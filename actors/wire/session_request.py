@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from cluster.config import Settings
+from vani.cluster.config import Settings
 
 # Client-settable options (Flux query params), by the setting they override, with their ranges.
 OPTION_RANGES: dict[str, tuple[float, float]] = {

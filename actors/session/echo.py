@@ -11,8 +11,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from actors.outbound import OutboundQueue
-from actors.ring_buffer import FrameMeta, RingBuffer
+from vani.actors.session.outbound import OutboundQueue
+from vani.actors.session.ring_buffer import FrameMeta, RingBuffer
 
 
 async def run_echo(

@@ -17,17 +17,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actors import client_json, protocol
-from actors.bounds import RecentTurns
-from actors.echo import run_echo
-from actors.outbound import CloseRequest, OutboundQueue
-from actors.protocol import Close, Limits
-from actors.ring_buffer import FrameMeta, RingBuffer
-from actors.state_machine import InvalidEvent, SessionMachine
-from cluster.config import SessionLimits, Settings
+from vani.actors.agent.bounds import RecentTurns
+from vani.actors.session.echo import run_echo
+from vani.actors.session.machine import InvalidEvent, SessionMachine
+from vani.actors.session.outbound import CloseRequest, OutboundQueue
+from vani.actors.session.ring_buffer import FrameMeta, RingBuffer
+from vani.actors.wire import client_json, protocol
+from vani.actors.wire.protocol import Close, Limits
+from vani.cluster.config import SessionLimits, Settings
 
 if TYPE_CHECKING:
-    from actors.pipeline import Pipeline
+    from vani.actors.agent.pipeline import Pipeline
 
 log = logging.getLogger("vani.session")
 
@@ -101,7 +101,7 @@ class Session:
             )
             self._echo.add_done_callback(self._task_died)
         else:
-            from actors.pipeline import Pipeline  # providers are imported only by sessions that use them
+            from vani.actors.agent.pipeline import Pipeline  # providers are imported only by sessions that use them
 
             # The deployment's settings (from the host), with only the client's validated options applied.
             self.pipeline = Pipeline(self, settings, self.mode)
@@ -187,7 +187,7 @@ class Session:
 
     async def _accept(self, pcm: bytes) -> None:
         # No flood check here: arrival times at the host include every stall between the client and
-        # the host. The gateway judges floods on the client's own timeline (actors/flood.py).
+        # the host. The gateway judges floods on the client's own timeline (gateway/flood.py).
         while not self.ring.fits(len(pcm)):
             self.counters.ring_waits += 1
             self._space.clear()

@@ -19,11 +19,11 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors.host import SessionHost
-from actors.loop_lag import behind
-from actors.protocol import Close
-from cluster.config import Settings
-from gateway import placement
+from vani.actors.control import placement
+from vani.actors.session.host import SessionHost
+from vani.actors.session.loop_lag import behind
+from vani.actors.wire.protocol import Close
+from vani.cluster.config import Settings
 
 log = logging.getLogger("vani.registry")
 
@@ -109,7 +109,7 @@ class Registry:
         return await self.place(session_id)
 
     async def report_load(self, host: str, lag_ms: float) -> None:
-        """A session host's smoothed event-loop lag (every ``actors.loop_lag.PERIOD_S``)."""
+        """A session host's smoothed event-loop lag (every ``vani.actors.session.loop_lag.PERIOD_S``)."""
         if host in self.hosts:  # a late report from a host already gone must not leave an entry behind
             self.loads[host] = (lag_ms, time.monotonic())
 

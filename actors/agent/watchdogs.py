@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from actors import agent_protocol as ap
-from actors.conversation_machine import ASSISTANT
-from actors.turn import AssistantTurn
+from vani.actors.agent.machine import ASSISTANT
+from vani.actors.agent.turn import AssistantTurn
+from vani.actors.wire import agent as ap
 
 if TYPE_CHECKING:
-    from actors.pipeline import Pipeline
+    from vani.actors.agent.pipeline import Pipeline
 
 log = logging.getLogger("vani.watchdogs")
 

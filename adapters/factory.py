@@ -12,17 +12,17 @@ import importlib
 import os
 from typing import Any
 
-from adapters.base import ErrorKind, LlmProvider, ProviderError, SttOptions, SttProvider, TtsOptions, TtsProvider
-from adapters.credentials import require_env
+from vani.adapters.base import ErrorKind, LlmProvider, ProviderError, SttOptions, SttProvider, TtsOptions, TtsProvider
+from vani.adapters.credentials import require_env
 
 STT_NAMES = ("workers-ai", "deepgram", "local")
 LLM_NAMES = ("workers-ai", "openai", "local")
 TTS_NAMES = ("workers-ai", "deepgram", "deepgram-ws", "local", "espeak")
 LOCAL = {
-    ("stt", "local"): "adapters.local.stt:LocalStt",
-    ("llm", "local"): "adapters.local.reply_engine:ReplyEngine",
-    ("tts", "local"): "adapters.local.tts:PiperTts",
-    ("tts", "espeak"): "adapters.local.tts:EspeakTts",
+    ("stt", "local"): "vani.adapters.local.stt:LocalStt",
+    ("llm", "local"): "vani.adapters.local.reply_engine:ReplyEngine",
+    ("tts", "local"): "vani.adapters.local.tts:PiperTts",
+    ("tts", "espeak"): "vani.adapters.local.tts:EspeakTts",
 }
 
 
@@ -50,7 +50,7 @@ def _timeouts(s: Any) -> dict[str, float]:
 
 def make_stt(settings: Any, env: dict[str, str] | None = None) -> SttProvider:
     """The configured ``SttProvider``; raises ``ProviderError(CONFIG)`` if it cannot be built."""
-    from adapters.stt.flux import FluxStt, deepgram_endpoint, workers_ai_endpoint
+    from vani.adapters.stt.flux import FluxStt, deepgram_endpoint, workers_ai_endpoint
 
     name = settings.stt_provider
     common = {
@@ -71,8 +71,8 @@ def make_stt(settings: Any, env: dict[str, str] | None = None) -> SttProvider:
 
 def make_llm(settings: Any, env: dict[str, str] | None = None) -> LlmProvider:
     """The configured ``LlmProvider``. Workers AI uses its OpenAI-compatible endpoint unless ``llm_api=native``."""
-    from adapters.llm.openai_compat import OpenAiCompatLlm
-    from adapters.llm.workers_ai import WorkersAiNativeLlm
+    from vani.adapters.llm.openai_compat import OpenAiCompatLlm
+    from vani.adapters.llm.workers_ai import WorkersAiNativeLlm
 
     name = settings.llm_provider
     common = {
@@ -100,8 +100,8 @@ def make_llm(settings: Any, env: dict[str, str] | None = None) -> LlmProvider:
 
 
 def _tts_one(name: str, settings: Any, env: dict[str, str] | None) -> TtsProvider:
-    from adapters.tts.aura_rest import AuraRestTts
-    from adapters.tts.deepgram_ws import DeepgramWsTts
+    from vani.adapters.tts.aura_rest import AuraRestTts
+    from vani.adapters.tts.deepgram_ws import DeepgramWsTts
 
     t = {"read_timeout_s": settings.provider_read_timeout_s, **_timeouts(settings)}
     if name == "workers-ai":
@@ -139,7 +139,7 @@ def make_tts(settings: Any, env: dict[str, str] | None = None) -> TtsProvider:
     primary = _tts_one(settings.tts_provider, settings, env)
     if not settings.tts_fallback:
         return primary
-    from adapters.tts.fallback import FallbackTts
+    from vani.adapters.tts.fallback import FallbackTts
 
     secondary = _tts_one(settings.tts_fallback, settings, env)
     return FallbackTts(primary, secondary, first_byte_timeout_s=settings.tts_first_byte_timeout_s)

@@ -7,10 +7,10 @@
     tts_latency        first speakable text -> first audio byte
     total_latency      user end of speech -> first assistant audio byte sent
     interrupt_stop_latency  interrupting speech started (audio timeline) -> output stopped: the later of
-                            the last audio frame sent and audio.pause (interrupted turns; actors/barge_in.py)
+                            the last audio frame sent and audio.pause (interrupted turns; actors/agent/barge_in.py)
 
 "User end of speech" is the STT's end of the last word, dated on the audio timeline: when the user's
-real-time audio reached it (``actors/speech_clock.py``), not when the chunk holding it arrived.
+real-time audio reached it (``actors/agent/speech_clock.py``), not when the chunk holding it arrived.
 A field that does not apply to the turn is omitted. For eager (speculative) turns the LLM starts
 before EndOfTurn, so ``total_latency`` can be smaller than the sum of the parts.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 from ray.util import metrics as rm
 
-from actors.turn import AssistantTurn
+from vani.actors.agent.turn import AssistantTurn
 
 FIELDS = (
     "stt_latency",

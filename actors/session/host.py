@@ -18,15 +18,15 @@ import ray
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from actors import link_auth, protocol
-from actors.loop_lag import LoopLag
-from actors.metrics import session_metrics
-from actors.protocol import Close
-from actors.ring_buffer import FrameMeta
-from actors.session import Hooks, Session
-from adapters.http_client import warm_up
-from cluster.config import SessionLimits, Settings
-from cluster.session_request import SessionRequest
+from vani.actors.metrics import session_metrics
+from vani.actors.session.loop_lag import LoopLag
+from vani.actors.session.ring_buffer import FrameMeta
+from vani.actors.session.session import Hooks, Session
+from vani.actors.wire import link_auth, protocol
+from vani.actors.wire.protocol import Close
+from vani.actors.wire.session_request import SessionRequest
+from vani.adapters.http_client import warm_up
+from vani.cluster.config import SessionLimits, Settings
 
 log = logging.getLogger("vani.host")
 
@@ -46,7 +46,7 @@ class SessionHost:
     ):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         # Every session is built from the deployment's settings (given by the registry at spawn), never
-        # from what a link says; links must prove they know the deployment's secret (actors/link_auth.py).
+        # from what a link says; links must prove they know the deployment's secret (actors/wire/link_auth.py).
         self.settings = Settings.from_dict(settings)
         self._link_secret = link_secret
         self.name = name

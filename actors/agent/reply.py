@@ -13,14 +13,14 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from actors import agent_protocol as ap
-from actors.audio_duration import Framer, framer_for
-from actors.scheduler import SpeakableChunker
-from actors.turn import AssistantTurn, SpokenPiece
-from adapters.base import ChatMessage, LlmToken, LlmToolCall, ProviderError, TtsChunk
+from vani.actors.agent.audio_duration import Framer, framer_for
+from vani.actors.agent.chunker import SpeakableChunker
+from vani.actors.agent.turn import AssistantTurn, SpokenPiece
+from vani.actors.wire import agent as ap
+from vani.adapters.base import ChatMessage, LlmToken, LlmToolCall, ProviderError, TtsChunk
 
 if TYPE_CHECKING:
-    from actors.pipeline import Pipeline
+    from vani.actors.agent.pipeline import Pipeline
 
 log = logging.getLogger("vani.reply")
 
@@ -146,7 +146,7 @@ async def _speak(p: Pipeline, turn: AssistantTurn, pieces: asyncio.Queue[str | N
 
 class _AudioOut:
     """A turn's audio on its way out: whole codec frames (whole samples for PCM), paced by their
-    duration (``actors/audio_duration.py``), coalesced into frames of ``audio_frame_ms``.
+    duration (``actors/agent/audio_duration.py``), coalesced into frames of ``audio_frame_ms``.
 
     The first frame goes out at once (it is the user-perceived latency); later audio waits until a frame's
     worth has arrived (or the piece ends), which cuts per-frame work without a delay anyone hears.

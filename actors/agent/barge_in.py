@@ -1,12 +1,12 @@
 """Pause first, decide after: user speech that overlaps an assistant reply.
 
 Flux opens a user turn (``StartOfTurn``) for any speech, a backchannel ("uh-huh") or a cough as well as a
-real interruption, and the false-barge-in guard (``actors/interrupt.py``) needs ~400 ms and two words to
+real interruption, and the false-barge-in guard (``actors/agent/interrupt.py``) needs ~400 ms and two words to
 tell them apart. So the reply is paused at once and the guard decides after:
 
 - ``StartOfTurn`` during ``thinking``/``speaking`` fires ``PAUSE``: the client is told ``audio.pause``
   (control lane, never behind audio), the session's audio lane holds what it has queued, and the turn's
-  producer and playback clock stop (``AssistantTurn.pause``, ``actors/reply.py`` ``_pace``).
+  producer and playback clock stop (``AssistantTurn.pause``, ``actors/agent/reply.py`` ``_pace``).
 - the guard accepts the speech -> ``BARGE_IN`` as before (``audio.clear``, the turn is cancelled, the
   history is cut to what played before the pause);
 - the user turn ends with only backchannel words or none -> ``RESUME_REPLY``: ``audio.resume``, the lane
@@ -27,20 +27,20 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from actors import agent_protocol as ap
-from actors import speech_clock
-from adapters.base import TurnEvent, TurnEventType
+from vani.actors.agent import speech_clock
+from vani.actors.wire import agent as ap
+from vani.adapters.base import TurnEvent, TurnEventType
 
 if TYPE_CHECKING:
-    from actors.pipeline import Pipeline
-    from actors.turn import AssistantTurn
+    from vani.actors.agent.pipeline import Pipeline
+    from vani.actors.agent.turn import AssistantTurn
 
 BYTES_PER_S = 32000  # inbound audio: 16 kHz mono PCM16
 HELD_WATCHDOGS = ("tts_stall",)  # stall watchdogs of the reply: suspended while paused, re-armed on resume
 
 
 def audio_arrival(clock: Iterable[tuple[int, float]], audio_s: float) -> float | None:
-    """When the user's speech starting at stream time ``audio_s`` was spoken (actors/speech_clock.py)."""
+    """When the user's speech starting at stream time ``audio_s`` was spoken (actors/agent/speech_clock.py)."""
     return speech_clock.moment_of(clock, audio_s, BYTES_PER_S, starts=True)
 
 

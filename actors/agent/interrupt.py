@@ -1,7 +1,7 @@
 """Barge-in decisions: does user speech during the assistant's reply interrupt it?
 
 Flux opens a user turn (``StartOfTurn``) for any speech, including backchannels ("uh-huh") and
-noise bursts. The reply is paused while the guard decides (``actors/barge_in.py``: pause first,
+noise bursts. The reply is paused while the guard decides (``actors/agent/barge_in.py``: pause first,
 decide after); it is cut only once the overlapping speech is clearly an interruption:
 
 - it has lasted ``min_ms`` on the audio clock AND has at least ``min_words`` words, or
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from adapters.base import TurnEvent
+from vani.adapters.base import TurnEvent
 
 BACKCHANNELS = frozenset(
     {

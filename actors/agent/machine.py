@@ -1,6 +1,6 @@
 """The conversation's explicit state machine (agent and transcription sessions).
 
-It sits beside the connection lifecycle machine (``actors/state_machine.py``): that one says whether a
+It sits beside the connection lifecycle machine (``actors/session/machine.py``): that one says whether a
 client is attached; this one says where the conversation is. One table, read top to bottom:
 
     state         event               condition          -> next state   action (model method)
@@ -20,7 +20,7 @@ client is attached; this one says where the conversation is. One table, read top
     thinking|speaking|paused REPLY_DONE  is_current         listening     finish_reply
     listening     SPEAK_FALLBACK                            thinking      (watchdog: apology turn started)
     thinking|speaking PAUSE                                 paused        pause_output (audio.pause; reply audio held)
-    thinking|speaking TRANSCRIPT_PARTIAL|EAGER_EOT|TURN_RESUMED   (stay)  overlap speech, see actors/interrupt.py
+    thinking|speaking TRANSCRIPT_PARTIAL|EAGER_EOT|TURN_RESUMED   (stay)  overlap speech, see actors/agent/interrupt.py
     paused        TURN_START|TRANSCRIPT_PARTIAL|EAGER_EOT|TURN_RESUMED|AUDIO_STARTED   (stay)  guard still deciding
     paused        RESUME_REPLY        has_audio             speaking      resume_output (audio.resume)
     paused        RESUME_REPLY                              thinking      resume_output (audio.resume)
@@ -36,11 +36,11 @@ client is attached; this one says where the conversation is. One table, read top
     cancelling    WATCHDOG                                  (stay)        watchdog_fired (turn abandoned:
                                                                           its tasks outlived the wait)
 
-Every waiting state has a watchdog (``actors/watchdogs.py``); ``idle`` / ``listening`` wait for the user.
+Every waiting state has a watchdog (``actors/agent/watchdogs.py``); ``idle`` / ``listening`` wait for the user.
 
-Pause first, decide after (``actors/barge_in.py``): a user ``StartOfTurn`` during the reply fires
+Pause first, decide after (``actors/agent/barge_in.py``): a user ``StartOfTurn`` during the reply fires
 ``PAUSE`` (the client pauses playback, the reply's audio is held where it is); ``BARGE_IN`` is fired
-only once the false-barge-in guard (``actors/interrupt.py``) accepts the overlapping speech, and
+only once the false-barge-in guard (``actors/agent/interrupt.py``) accepts the overlapping speech, and
 ``RESUME_REPLY`` when it was a backchannel or noise (``PAUSE_TIMEOUT``: the user turn did not end in
 ``watchdog_paused_s``; the guard did not accept it, so the reply resumes). Leaving ``paused`` by any
 event releases the held audio lane (``on_exit_paused``).
@@ -58,7 +58,7 @@ from typing import Any
 
 from transitions import Machine, MachineError
 
-from actors.state_machine import InvalidEvent
+from vani.actors.session.machine import InvalidEvent
 
 log = logging.getLogger("vani.conversation")
 

@@ -21,8 +21,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from adapters.base import ToolCall, ToolSpec
-from adapters.local.booking import BOOKING_TOOL, BookingBook
+from vani.adapters.base import ToolCall, ToolSpec
+from vani.adapters.local.booking import BOOKING_TOOL, BookingBook
 
 CLOCK = ToolSpec(
     name="clock",

@@ -1,6 +1,6 @@
 """Authenticating gateway -> session host links: challenge-response over a secret per deployment.
 
-``cluster.run.deploy`` creates the secret; it reaches the registry, the session hosts (constructor
+``vani.cluster.run.deploy`` creates the secret; it reaches the registry, the session hosts (constructor
 arguments at spawn) and the gateway replicas (a call to the registry) only through Ray, never in a URL,
 a header or a log line. When a link connects, the host sends ``link.challenge`` with a fresh random
 nonce; the gateway answers with ``link.open`` carrying that ``nonce`` and ``mac`` =

@@ -3,7 +3,7 @@
 Used for ``agent`` sessions (the voice agent) and ``flux`` sessions (transcription only, Flux's
 ``/v2/listen`` schema to the client). Everything that decides goes through one inbox consumed by
 one task (``_decide_loop``): STT events, watchdog firings and turn progress are handled one at a time,
-in arrival order, by the conversation machine (``actors/conversation_machine.py``). The only awaits
+in arrival order, by the conversation machine (``actors/agent/machine.py``). The only awaits
 in that loop wait for a cancelled turn to finish, so "cancelling" is a real, observable state and no
 event is handled half-way through a cancellation.
 
@@ -22,22 +22,23 @@ import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from actors import agent_protocol as ap
-from actors import latency_report, speech_clock, tracing, watchdogs
-from actors.barge_in import PauseControl
-from actors.bounds import ContextWindow
-from actors.conversation_machine import ASSISTANT, REPLY, ConversationMachine
-from actors.interrupt import BargeInGuard
-from actors.reply import emit_token, run_turn
-from actors.state_machine import InvalidEvent
-from actors.tools import ToolExecutor, tool_spec
-from actors.turn import AssistantTurn
-from actors.watchdog import Watchdog
-from adapters.base import ChatMessage, ProviderError, TurnEvent, TurnEventType
-from cluster.config import Settings
+from vani.actors import tracing
+from vani.actors.agent import latency_report, speech_clock, watchdogs
+from vani.actors.agent.barge_in import PauseControl
+from vani.actors.agent.bounds import ContextWindow
+from vani.actors.agent.interrupt import BargeInGuard
+from vani.actors.agent.machine import ASSISTANT, REPLY, ConversationMachine
+from vani.actors.agent.reply import emit_token, run_turn
+from vani.actors.agent.tools import ToolExecutor, tool_spec
+from vani.actors.agent.turn import AssistantTurn
+from vani.actors.agent.watchdog import Watchdog
+from vani.actors.session.machine import InvalidEvent
+from vani.actors.wire import agent as ap
+from vani.adapters.base import ChatMessage, ProviderError, TurnEvent, TurnEventType
+from vani.cluster.config import Settings
 
 if TYPE_CHECKING:
-    from actors.session import Session
+    from vani.actors.session.session import Session
 
 log = logging.getLogger("vani.pipeline")
 
@@ -53,7 +54,7 @@ STT_EVENT = {
 
 class Pipeline:
     def __init__(self, session: Session, settings: Settings, mode: str) -> None:
-        from adapters.registry import make_llm, make_stt, make_tts, stt_options, tts_options
+        from vani.adapters.factory import make_llm, make_stt, make_tts, stt_options, tts_options
 
         self.session = session
         self.session_id = session.session_id
@@ -272,7 +273,7 @@ class Pipeline:
     def has_audio(self, *_: Any) -> bool:
         return self.turn is not None and self.turn.playback_t0 is not None
 
-    # ``paused`` (actors/barge_in.py)
+    # ``paused`` (actors/agent/barge_in.py)
     def pause_output(self, *args: Any) -> None:
         self.barge.pause_output(*args)
 
@@ -377,7 +378,7 @@ class Pipeline:
         turn.timings.user_end_of_speech = self._arrival_of(end_s) or turn.timings.end_of_turn
 
     def _arrival_of(self, audio_s: float) -> float | None:
-        """When the user's real-time audio reached stream time ``audio_s`` (actors/speech_clock.py)."""
+        """When the user's real-time audio reached stream time ``audio_s`` (actors/agent/speech_clock.py)."""
         return speech_clock.moment_of(self._audio_clock, audio_s, BYTES_PER_S)
 
     def _end_turn(self, turn: AssistantTurn) -> None:

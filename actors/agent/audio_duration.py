@@ -1,6 +1,6 @@
 """How long a TTS byte stream plays, cut at whole codec frames: the pacing clock for compressed audio.
 
-The reply pacer (``actors/reply.py``) must know how many seconds of audio it has sent: that is what keeps
+The reply pacer (``actors/agent/reply.py``) must know how many seconds of audio it has sent: that is what keeps
 it at most ``playout_lead_ms`` ahead of playback, what maps playback time to the words heard on barge-in,
 and what tells it when the user has heard the whole reply. For PCM that is bytes / byte rate; compressed
 audio has no fixed byte rate, so each format's own headers say it:

@@ -5,7 +5,7 @@ Client <-> gateway (documented in docs/protocol.md):
   text    JSON objects with a ``type``.
 
 Gateway <-> session host ("link", one websocket per client connection, loopback or node network):
-  0. host sends ``{"type": "link.challenge", "nonce"}`` (actors/link_auth.py);
+  0. host sends ``{"type": "link.challenge", "nonce"}`` (actors/wire/link_auth.py);
   1. gateway sends ``{"type": "link.open", "session_id", "resume_token", "mode", "options", "nonce", "mac"}``;
   2. host answers ``{"type": "link.opened", "next_seq", "started": {...}}`` or
      ``{"type": "link.refused", "code", "reason"}``;

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.base import ChatMessage
+from vani.adapters.base import ChatMessage
 
 
 @dataclass
@@ -65,7 +65,7 @@ class AssistantTurn:
     span: Any = None  # OpenTelemetry span of the turn
     outcome: str = "pending"  # pending | done | interrupted | cancelled | discarded | watchdog
     audio_format: dict[str, Any] | None = None  # as announced in audio.start (None: no audio yet)
-    # The playback clock stops while the conversation is ``paused`` (set = running; see actors/barge_in.py).
+    # The playback clock stops while the conversation is ``paused`` (set = running; see actors/agent/barge_in.py).
     paused_at: float | None = None
     unpaused: asyncio.Event = field(default_factory=asyncio.Event)
 

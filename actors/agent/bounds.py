@@ -8,14 +8,14 @@
 - ``RecentTurns``: ``turn_id -> value`` for the last few (live) turns only.
 
 Other bounds live with their owners: the transcripts kept for a Flux resume (``transcript_history_turns``),
-the tool results cache (``actors/tools.py``), the watchdog's fired list (``actors/watchdog.py``).
+the tool results cache (``actors/agent/tools.py``), the watchdog's fired list (``actors/agent/watchdog.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from adapters.base import ChatMessage
+from vani.adapters.base import ChatMessage
 
 
 def _chars(msg: ChatMessage) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from actors.protocol import dumps
+from vani.actors.wire.protocol import dumps
 
 AUDIO_HEADER = struct.Struct(">II")
 
