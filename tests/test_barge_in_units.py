@@ -14,7 +14,7 @@ from vani.actors.agent.barge_in import audio_arrival
 from vani.actors.agent.machine import ConversationMachine
 from vani.actors.agent.reply import _pace
 from vani.actors.agent.turn import AssistantTurn
-from vani.actors.session.machine import InvalidEvent
+from vani.actors.fsm import InvalidEvent
 from vani.actors.session.outbound import OutboundQueue
 from vani.actors.wire.agent import audio_start, encode_audio, event
 from vani.client.session_client import AgentPlayback

@@ -52,15 +52,9 @@ the pipeline. Events the current state does not accept raise
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from typing import Any
 
-from transitions import Machine, MachineError
-
-from vani.actors.session.machine import InvalidEvent
-
-log = logging.getLogger("vani.conversation")
+from vani.actors.fsm import StateMachine
 
 STATES: list[Any] = [
     "idle",
@@ -140,51 +134,22 @@ TRANSITIONS: list[dict[str, Any]] = [
 _QUIET = {"AUDIO_FRAME", "TRANSCRIPT_PARTIAL"}
 
 
-class ConversationMachine:
-    """``transitions.Machine`` over a model (the pipeline) whose ``conv_state`` attribute is the state.
+class ConversationMachine(StateMachine):
+    """The conversation table over a model whose ``conv_state`` attribute is the state.
 
     The model provides the conditions and ``after`` actions named in ``TRANSITIONS`` and may define
     ``on_conversation_change(source, dest, event)``.
     """
 
     def __init__(self, model: Any, session_id: str) -> None:
-        self.model = model
-        self.session_id = session_id
-        self.history: list[tuple[str, str, str]] = []
-        self._machine = Machine(
-            model=model,
+        super().__init__(
+            model,
+            name="conversation",
+            session_id=session_id,
             states=STATES,
             transitions=TRANSITIONS,
             initial="idle",
-            auto_transitions=False,
-            ignore_invalid_triggers=False,
-            send_event=False,
-            model_attribute="conv_state",
+            attribute="conv_state",
+            hook="on_conversation_change",
+            quiet=_QUIET,
         )
-        self._on_change: Callable[[str, str, str], None] | None = getattr(model, "on_conversation_change", None)
-
-    @property
-    def state(self) -> str:
-        return self.model.conv_state
-
-    def can(self, event: str) -> bool:
-        return event in self._machine.get_triggers(self.model.conv_state)
-
-    def fire(self, event: str, *args: Any, **kwargs: Any) -> str:
-        """Fire ``event`` (never awaits); returns the new state or raises ``InvalidEvent``."""
-        source = self.model.conv_state
-        try:
-            ok = getattr(self.model, event)(*args, **kwargs)
-        except (MachineError, AttributeError) as exc:
-            log.warning("session=%s conversation rejected %s in %s", self.session_id, event, source)
-            raise InvalidEvent(event, source) from exc
-        dest = self.model.conv_state
-        if not ok:  # every condition failed: say so instead of pretending it happened
-            raise InvalidEvent(event, source)
-        if event not in _QUIET or source != dest:  # per-frame self-loops are not worth a message
-            log.debug("session=%s conversation %s --%s--> %s", self.session_id, source, event, dest)
-            self.history.append((source, event, dest))
-            del self.history[:-128]
-            if self._on_change is not None:
-                self._on_change(source, dest, event)
-        return dest

@@ -32,7 +32,7 @@ from vani.actors.agent.reply import emit_token, run_turn
 from vani.actors.agent.tools import ToolExecutor, tool_spec
 from vani.actors.agent.turn import AssistantTurn
 from vani.actors.agent.watchdog import Watchdog
-from vani.actors.session.machine import InvalidEvent
+from vani.actors.fsm import InvalidEvent
 from vani.actors.wire import agent as ap
 from vani.adapters.base import ChatMessage, ProviderError, TurnEvent, TurnEventType
 from vani.cluster.config import Settings

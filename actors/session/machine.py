@@ -25,14 +25,11 @@ Mute belongs to a connection (it is the client's microphone): a resumed connecti
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from transitions import Machine, MachineError
+from vani.actors.fsm import InvalidEvent, StateMachine
 
-log = logging.getLogger("vani.session")
-# transitions logs every callback at INFO; our own transition log below is the one to read.
-logging.getLogger("transitions").setLevel(logging.WARNING)
+__all__ = ["EVENTS", "LIVE", "STATES", "TRANSITIONS", "InvalidEvent", "SessionMachine"]
 
 STATES = ["connected", "streaming", "muted", "suspended", "closed"]
 LIVE = ["connected", "streaming", "muted"]
@@ -55,57 +52,23 @@ TRANSITIONS: list[dict[str, Any]] = [
 _QUIET = {"AUDIO_FRAME"}
 
 
-class InvalidEvent(Exception):
-    def __init__(self, event: str, state: str) -> None:
-        super().__init__(f"event {event} is not valid in state {state}")
-        self.event = event
-        self.state = state
+class SessionMachine(StateMachine):
+    """The lifecycle table over a session model (its ``state`` attribute; ``on_state_change`` hook).
 
-
-class SessionMachine:
-    """Wraps a ``transitions.Machine`` around a model object (the session).
-
-    The model provides the ``after`` callbacks named in ``TRANSITIONS`` and may define
-    ``on_state_change(source, dest, event)``. Callbacks are synchronous: the decide step never awaits;
-    side effects that need I/O are queued by the model.
+    Callbacks are synchronous: the decide step never awaits; side effects that need I/O are queued by the model.
     """
 
     def __init__(self, model: Any, session_id: str, initial: str = "connected") -> None:
-        self.model = model
-        self.session_id = session_id
-        self.history: list[tuple[str, str, str]] = []  # (source, event, dest), bounded below
-        self._machine = Machine(
-            model=model,
+        super().__init__(
+            model,
+            name="session",
+            session_id=session_id,
             states=STATES,
             transitions=TRANSITIONS,
             initial=initial,
-            auto_transitions=False,
-            ignore_invalid_triggers=False,
-            send_event=False,
-            model_attribute="state",
+            attribute="state",
+            hook="on_state_change",
+            quiet=_QUIET,
+            log_level=logging.INFO,
+            keep=64,
         )
-        self._on_change: Callable[[str, str, str], None] | None = getattr(model, "on_state_change", None)
-
-    @property
-    def state(self) -> str:
-        return self.model.state
-
-    def can(self, event: str) -> bool:
-        return event in self._machine.get_triggers(self.model.state)
-
-    def fire(self, event: str, *args: Any, **kwargs: Any) -> str:
-        """Fire ``event``; returns the new state or raises ``InvalidEvent``."""
-        source = self.model.state
-        try:
-            getattr(self.model, event)(*args, **kwargs)
-        except (MachineError, AttributeError) as exc:
-            log.warning("session=%s rejected event=%s state=%s", self.session_id, event, source)
-            raise InvalidEvent(event, source) from exc
-        dest = self.model.state
-        if event not in _QUIET:
-            log.info("session=%s %s --%s--> %s", self.session_id, source, event, dest)
-            self.history.append((source, event, dest))
-            del self.history[:-64]
-            if self._on_change is not None:
-                self._on_change(source, dest, event)
-        return dest

@@ -1,0 +1,95 @@
+"""The one ``transitions`` wrapper: a named table of states and events over a model, explicit about refusals.
+
+Both of a session's machines use it: the connection lifecycle (``actors/session/machine.py``) and the
+conversation (``actors/agent/machine.py``). ``fire`` never awaits (actions are synchronous; I/O goes to
+tasks with an owner); an event the current state does not accept, or whose every condition fails, raises
+``InvalidEvent`` and is logged: never silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
+
+from transitions import Machine, MachineError
+
+# transitions logs every callback at INFO; the transition log below is the one to read.
+logging.getLogger("transitions").setLevel(logging.WARNING)
+
+
+class InvalidEvent(Exception):
+    def __init__(self, event: str, state: str) -> None:
+        super().__init__(f"event {event} is not valid in state {state}")
+        self.event = event
+        self.state = state
+
+
+class StateMachine:
+    """``transitions.Machine`` over ``model``; the state lives in ``model.<attribute>``.
+
+    The model provides the conditions and actions the table names and may define ``on_change``-style
+    hook ``change_hook(source, dest, event)`` (its name given by ``hook``). Events in ``quiet`` that do not
+    change state (per-frame self-loops) are neither logged nor reported.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        name: str,
+        session_id: str,
+        states: list[Any],
+        transitions: list[dict[str, Any]],
+        initial: str,
+        attribute: str,
+        hook: str,
+        quiet: Collection[str] = (),
+        log_level: int = logging.DEBUG,
+        keep: int = 128,
+    ) -> None:
+        self.model = model
+        self.session_id = session_id
+        self.attribute = attribute
+        self.history: list[tuple[str, str, str]] = []  # (source, event, dest), the latest ``keep``
+        self._log = logging.getLogger(f"vani.{name}")
+        self._level = log_level
+        self._quiet = frozenset(quiet)
+        self._keep = keep
+        self._machine = Machine(
+            model=model,
+            states=states,
+            transitions=transitions,
+            initial=initial,
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+            send_event=False,
+            model_attribute=attribute,
+        )
+        self._on_change: Callable[[str, str, str], None] | None = getattr(model, hook, None)
+
+    @property
+    def state(self) -> str:
+        return getattr(self.model, self.attribute)
+
+    def can(self, event: str) -> bool:
+        return event in self._machine.get_triggers(self.state)
+
+    def fire(self, event: str, *args: Any, **kwargs: Any) -> str:
+        """Fire ``event``; returns the new state or raises ``InvalidEvent``."""
+        source = self.state
+        try:
+            ok = getattr(self.model, event)(*args, **kwargs)
+        except (MachineError, AttributeError) as exc:
+            self._log.warning("session=%s rejected %s in %s", self.session_id, event, source)
+            raise InvalidEvent(event, source) from exc
+        dest = self.state
+        if not ok:  # every condition failed: say so instead of pretending it happened
+            raise InvalidEvent(event, source)
+        if event not in self._quiet or source != dest:
+            self._log.log(self._level, "session=%s %s --%s--> %s", self.session_id, source, event, dest)
+            self.history.append((source, event, dest))
+            del self.history[: -self._keep]
+            if self._on_change is not None:
+                self._on_change(source, dest, event)
+        return dest
