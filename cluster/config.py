@@ -116,9 +116,11 @@ class Settings:
     # If set, every provider request carries this header with the session id (emulators script
     # per session with it; real providers ignore unknown headers). Tests use "x-emulator-key".
     provider_session_header: str = ""
-    # False barge-in guard: user speech while the assistant thinks/speaks interrupts only once it has
-    # lasted barge_in_min_ms (audio clock) AND has barge_in_min_words words, or when the user's turn
-    # ends with words that are not all backchannels ("uh-huh", "yeah", ...).
+    # Barge-in policy (actors/agent/barge_in_policy.py): "guarded" (default) = user speech while the assistant
+    # thinks/speaks interrupts only once it has lasted barge_in_min_ms (audio clock) AND has
+    # barge_in_min_words words, or when the user's turn ends with words that are not all backchannels
+    # ("uh-huh", "yeah", ...); "immediate" = any user speech interrupts at once.
+    barge_in_policy: str = "guarded"
     barge_in_min_ms: float = 400.0
     barge_in_min_words: int = 2
     # Assistant audio is sent at most this far ahead of real-time playback, so what was sent is
@@ -205,10 +207,9 @@ class SessionLimits:
     flood_burst_s: float = 20.0
     flood_rate: float = 2.0
     session_ttl_s: float = 60.0
-    mode: str = "echo"  # "echo" | "agent" | "flux"
 
     @staticmethod
-    def from_settings(s: Settings, mode: str = "echo") -> SessionLimits:
+    def from_settings(s: Settings) -> SessionLimits:
         return SessionLimits(
             echo_delay_ms=s.echo_delay_ms,
             max_frame_bytes=s.max_frame_bytes,
@@ -217,5 +218,4 @@ class SessionLimits:
             flood_burst_s=s.flood_burst_s,
             flood_rate=s.flood_rate,
             session_ttl_s=s.session_ttl_s,
-            mode=mode,
         )

@@ -22,7 +22,7 @@ from typing import Any
 
 from ray.util import metrics as rm
 
-from vani.actors.agent.turn import AssistantTurn
+from vani.actors.agent.turn import TurnHandle
 
 FIELDS = (
     "stt_latency",
@@ -40,7 +40,7 @@ def _span(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(max(0.0, b - a), 4)
 
 
-def build(turn: AssistantTurn) -> dict[str, Any]:
+def build(turn: TurnHandle) -> dict[str, Any]:
     """The ``LatencyReport`` event for ``turn`` (only the fields that apply)."""
     t = turn.timings
     values = {
@@ -55,7 +55,7 @@ def build(turn: AssistantTurn) -> dict[str, Any]:
     report: dict[str, Any] = {"type": "LatencyReport", "turn_id": turn.turn_id}
     report.update({k: v for k, v in values.items() if v is not None})
     report["speculative"] = turn.speculative
-    report["outcome"] = turn.outcome
+    report["outcome"] = turn.outcome.value
     return report
 
 

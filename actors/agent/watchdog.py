@@ -1,30 +1,31 @@
 """Named timers for waiting states. A timer that runs out posts an explicit event; none fails silently.
 
-The pipeline arms a timer when it enters a waiting state, ``kick``s it on progress (an audio frame,
-an LLM token, a TTS chunk) and disarms it on leaving. Firing calls ``on_fire(name)``, which the
-pipeline turns into a ``WATCHDOG`` event on its inbox (so the decision happens in the decide step,
-in order with every other event).
+The conversation arms a timer when it enters a waiting state, ``kick``s it on progress (an audio frame,
+an LLM token, a TTS chunk) and disarms it on leaving. Firing calls ``on_fire(name)``, which the engine
+turns into a ``WATCHDOG`` event on its inbox (so the decision happens in the decide step, in order with
+every other event). Time comes from the session's clock.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable
 
+from vani.actors.clock import Clock, Timer
+
 
 class Watchdog:
-    def __init__(self, on_fire: Callable[[str], None]) -> None:
+    def __init__(self, on_fire: Callable[[str], None], clock: Clock) -> None:
         self._on_fire = on_fire
-        self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
-        self.fired: deque[str] = deque(maxlen=32)  # the most recent firings (snapshot / tests)
+        self._clock = clock
+        self._timers: dict[str, tuple[float, Timer]] = {}
+        self.fired: deque[str] = deque(maxlen=32)  # the most recent firings (snapshot)
 
     def arm(self, name: str, seconds: float) -> None:
         """(Re)start timer ``name``; ``seconds <= 0`` means this watchdog is off."""
         self.disarm(name)
         if seconds > 0:
-            handle = asyncio.get_running_loop().call_later(seconds, self._fire, name)
-            self._timers[name] = (seconds, handle)
+            self._timers[name] = (seconds, self._clock.call_later(seconds, self._fire, name))
 
     def kick(self, name: str) -> None:
         """Progress: restart ``name`` with its period, if armed."""

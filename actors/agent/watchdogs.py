@@ -13,21 +13,23 @@ Every waiting state of the conversation machine has a watchdog (settings ``watch
                                      still running             turn's late output is stale (its turn id)
 
 ``idle`` and ``listening`` wait for the user (the session TTL and the client's keep-alive cover them);
-``interrupted`` is left in the same decide step it is entered. Timers post ``WATCHDOG`` to the inbox; the
-cancelling watchdog is the bounded wait itself (the decide step is waiting there), so it fires in place.
+``interrupted`` is left in the same decide step it is entered. Timers post ``WATCHDOG`` to the inbox (the
+decide step, ``actors/agent/decide.py``, handles it); the cancelling watchdog is the bounded wait itself (the
+decide step is waiting there), so it fires in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from vani.actors.agent.context import AgentContext
+from vani.actors.agent.listener import Listener
 from vani.actors.agent.machine import ASSISTANT
-from vani.actors.agent.turn import AssistantTurn
-from vani.actors.wire import agent as ap
-
-if TYPE_CHECKING:
-    from vani.actors.agent.pipeline import Pipeline
+from vani.actors.agent.turn import TurnHandle, TurnKind, TurnOutcome
+from vani.actors.wire import agent as wire
+from vani.adapters.base import ProviderError
 
 log = logging.getLogger("vani.watchdogs")
 
@@ -37,6 +39,18 @@ EXPECTED = {
     "llm_first_token": ("thinking",),
     "tts_stall": ("thinking", "speaking"),
 }
+
+
+class Conversation(Protocol):
+    """What the watchdogs read and do of the conversation (``actors/agent/conversation.py``)."""
+
+    ctx: AgentContext
+    conv_state: str
+    turn: TurnHandle | None
+
+    def discard_speculation(self) -> None: ...
+
+
 OUTCOME = {
     "turn_no_audio": "force_end_turn",
     "speculating": "force_end_turn",
@@ -46,10 +60,10 @@ OUTCOME = {
 }
 
 
-def on_change(p: Pipeline, source: str, dest: str) -> None:
+def on_change(conv: Conversation, source: str, dest: str) -> None:
     """Arm the watchdog of the state entered, disarm those of the state left."""
-    s, wd = p.settings, p.watchdog
-    if dest == "transcribing" and p.mode == "agent":
+    s, wd, turn = conv.ctx.settings, conv.ctx.watchdog, conv.turn
+    if dest == "transcribing":
         wd.arm("turn_no_audio", s.watchdog_turn_no_audio_s)
     elif source == "transcribing":
         wd.disarm("turn_no_audio")
@@ -57,65 +71,43 @@ def on_change(p: Pipeline, source: str, dest: str) -> None:
         wd.arm("speculating", s.watchdog_speculating_s)
     elif dest != "speculating":
         wd.disarm("speculating")
-    if dest == "thinking" and p.turn is not None and p.turn.timings.first_token is None:
-        if p.turn.kind == "reply" and source != "thinking":
+    if dest == "thinking" and turn is not None and turn.timings.first_token is None:
+        if turn.kind is TurnKind.REPLY and source != "thinking":
             wd.arm("llm_first_token", s.watchdog_llm_first_token_s)
     if dest not in ASSISTANT:
         wd.disarm("llm_first_token")
         wd.disarm("tts_stall")
 
 
-def fired(p: Pipeline, name: str) -> None:
+async def force_end_turn(listener: Listener) -> None:
+    """Flux ``ForceEndTurn`` (a failure is the STT reader's to report)."""
+    if listener.stt is not None:
+        with contextlib.suppress(ProviderError):
+            await listener.stt.force_end_turn()
+
+
+def fired(conv: Conversation, name: str) -> None:
     """The ``WATCHDOG`` transition's action (synchronous): act, then tell the client."""
-    outcome, turn = OUTCOME[name], p.turn
-    turn_id = p.turn_id
+    ctx, turn = conv.ctx, conv.turn
+    outcome = OUTCOME[name]
+    turn_id = None if turn is None else turn.turn_id
     if name == "turn_no_audio":
-        p._spawn(p._force_end_turn(), "force-end")
+        ctx.spawn(force_end_turn(ctx.listener), "force-end")
     elif name == "speculating":
-        p.discard_speculation()  # nothing of it reached the client
-        p._spawn(p._force_end_turn(), "force-end")
+        conv.discard_speculation()  # nothing of it reached the client
+        ctx.spawn(force_end_turn(ctx.listener), "force-end")
     elif name == "cancelling":
         log.warning(
             "session=%s turn %s still running %.1f s after cancel",
-            p.session_id,
+            ctx.session_id,
             turn_id,
-            p.settings.watchdog_cancelling_s,
+            ctx.settings.watchdog_cancelling_s,
         )
     elif turn is not None:
-        if turn.kind == "fallback" and name == "llm_first_token":
+        if turn.kind is TurnKind.FALLBACK and name == "llm_first_token":
             outcome = "reply_ended"
-        turn.outcome = "watchdog"
-        turn.played_at_interrupt = turn.played_s()
-        turn.cancel()
-        if turn.playback_t0 is not None:
-            p.outbound.clear_audio()
-            p.send(ap.audio_clear(turn.turn_id, "watchdog"))
-    p.send(ap.event("watchdog", name=name, state=p.conv_state, outcome=outcome, turn_id=turn_id))
-
-
-async def handle(p: Pipeline, name: str) -> None:
-    """A timer's ``WATCHDOG`` from the inbox, in the decide step."""
-    state = p.conv_state
-    if state not in EXPECTED.get(name, ()):
-        log.debug("session=%s stale watchdog %s in %s", p.session_id, name, state)
-        return
-    turn = p.turn
-    p.machine.fire("WATCHDOG", name)
-    if name == "speculating":
-        await p._reap_discarded()
-        return
-    if turn is None or state == "transcribing":
-        return
-    await wait_cancelled(p, turn)
-    p._end_turn(turn)
-    p.machine.fire("CANCELLED")
-    if name == "llm_first_token" and turn.kind != "fallback" and p.conv_state == "listening":
-        p._start_turn(turn.user_text, kind="fallback")
-        p.machine.fire("SPEAK_FALLBACK")
-
-
-async def wait_cancelled(p: Pipeline, turn: AssistantTurn) -> None:
-    """``cancelling``: wait for the turn's tasks, at most ``watchdog_cancelling_s``; past it, say so."""
-    if not await turn.wait_cancelled(p.settings.watchdog_cancelling_s):
-        p.watchdog.fired.append("cancelling")
-        p.machine.fire("WATCHDOG", "cancelling")
+        turn.interrupt(TurnOutcome.WATCHDOG)
+        if turn.playback.t0 is not None:
+            ctx.outbound.clear_audio()
+            ctx.send(wire.audio_clear(turn.turn_id, "watchdog"))
+    ctx.send(wire.event("watchdog", name=name, state=conv.conv_state, outcome=outcome, turn_id=turn_id))

@@ -18,6 +18,7 @@ import ray
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from vani.actors.engines import engine_factory
 from vani.actors.metrics import session_metrics
 from vani.actors.session.loop_lag import LoopLag
 from vani.actors.session.ring_buffer import FrameMeta
@@ -128,9 +129,11 @@ class SessionHost:
                 await self._refuse(ws, Close.BAD_RESUME, "resume token missing or invalid")
             return
         if session is None:
-            limits = SessionLimits.from_settings(self.settings, request.mode)
+            limits = SessionLimits.from_settings(self.settings)
+            # The deployment's settings, with only the client's validated options applied.
+            make_engine = engine_factory(request.mode, request.settings_for(self.settings), self._session_echoed)
             try:
-                session = Session(sid, limits, self._hooks(), request.settings_for(self.settings))
+                session = Session(sid, limits, self._hooks(), make_engine)
             except Exception as exc:  # e.g. a provider is not configured: refuse, say why
                 log.exception("session %s could not start", sid)
                 await self._refuse(ws, Close.INTERNAL, f"session could not start: {exc}"[:120])
@@ -183,7 +186,7 @@ class SessionHost:
 
     # ------------------------------------------------------------------ session hooks
     def _hooks(self) -> Hooks:
-        return Hooks(on_closed=self._session_closed, on_echo=self._session_echoed, on_drop=self._session_dropped)
+        return Hooks(on_closed=self._session_closed, on_drop=self._session_dropped)
 
     def _session_closed(self, session: Session, code: int) -> None:
         if self.sessions.get(session.session_id) is session:
@@ -193,7 +196,7 @@ class SessionHost:
             registry = ray.get_actor(self.registry_name, namespace=self.namespace)
             registry.release.remote(session.session_id, self.name)
 
-    def _session_echoed(self, session: Session, meta: FrameMeta, lateness: float) -> None:
+    def _session_echoed(self, meta: FrameMeta, lateness: float) -> None:
         self._metrics.frames_out.inc(tags=self._tags)
         self._metrics.added_latency_ms.observe(lateness * 1000.0, tags=self._tags)
 

@@ -1,9 +1,11 @@
 """One voice session: the Durable Object's state, whichever actor hosts it.
 
-A ``Session`` owns its state machine, inbound ring, outbound queue, counters and tasks
-(echo engine, link sender, TTL timer). It outlives client connections: a link (the gateway's
-websocket for one client connection) attaches and detaches; within the TTL the same id and resume
-token get the same object back, counters and all.
+A ``Session`` owns transport and lifecycle: its state machine, inbound ring, outbound queue, counters and
+tasks (link sender, TTL timer). What it does with the audio is its engine's (``actors/session/engine.py``:
+echo, agent or transcription, built by the factory the host passes in); the session knows nothing of turns,
+Flux or providers. It outlives client connections: a link (the gateway's websocket for one client
+connection) attaches and detaches; within the TTL the same id and resume token get the same object back,
+counters and all.
 """
 
 from __future__ import annotations
@@ -12,26 +14,22 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from vani.actors.agent.bounds import RecentTurns
-from vani.actors.session.echo import run_echo
+from vani.actors.clock import Clock, LoopClock, Timer
+from vani.actors.session.engine import EngineFactory
 from vani.actors.session.machine import InvalidEvent, SessionMachine
 from vani.actors.session.outbound import CloseRequest, OutboundQueue
-from vani.actors.session.ring_buffer import FrameMeta, RingBuffer
+from vani.actors.session.ring_buffer import RingBuffer
 from vani.actors.wire import client_json, protocol
 from vani.actors.wire.protocol import Close, Limits
-from vani.cluster.config import SessionLimits, Settings
-
-if TYPE_CHECKING:
-    from vani.actors.agent.pipeline import Pipeline
+from vani.cluster.config import SessionLimits
 
 log = logging.getLogger("vani.session")
 
-_CLOSING: set[asyncio.Task] = set()  # pipelines shutting down after their session closed
+_CLOSING: set[asyncio.Task] = set()  # engines shutting down after their session closed
 MAX_HELD_FRAMES = 256  # out-of-order frames held while waiting for a gap to fill
 
 
@@ -50,7 +48,6 @@ class Counters:
     duplicates: int = 0
     reordered: int = 0
     ring_waits: int = 0
-    outbound_waits: int = 0
     connections: int = 0
 
 
@@ -59,13 +56,20 @@ class Hooks:
     """What the host wants to hear about (metrics, registry release)."""
 
     on_closed: Callable[[Session, int], None]
-    on_echo: Callable[[Session, FrameMeta, float], None] = lambda s, m, late: None
     on_drop: Callable[[Session, str], None] = lambda s, reason: None
 
 
 class Session:
-    def __init__(self, session_id: str, limits: SessionLimits, hooks: Hooks, settings: Settings) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        limits: SessionLimits,
+        hooks: Hooks,
+        make_engine: EngineFactory,
+        clock: Clock | None = None,
+    ) -> None:
         self.session_id = session_id
+        self.clock: Clock = clock or LoopClock()
         self.limits = limits
         self.hooks = hooks
         self.resume_token = secrets.token_urlsafe(18)
@@ -78,33 +82,11 @@ class Session:
         self._space = asyncio.Event()
         self._link: LinkSocket | None = None
         self._sender: asyncio.Task | None = None
-        self._ttl: asyncio.Task | None = None
+        self._ttl: Timer | None = None
         self.close_code: int | None = None
         self.state = "connected"  # set by the machine; declared for readers and type checkers
         self.machine = SessionMachine(self, session_id)
-        self.mode = limits.mode
-        # turn id -> when its last assistant audio frame left (barge-in stop latency, agent mode); live turns only
-        self.last_audio_sent = RecentTurns(keep=4)
-        self.pipeline: Pipeline | None = None
-        self._echo: asyncio.Task | None = None
-        if self.mode == "echo":
-            self._echo = asyncio.get_running_loop().create_task(
-                run_echo(
-                    self.ring,
-                    self._frames_ready,
-                    self._space.set,
-                    self.outbound,
-                    limits.echo_delay_ms / 1000.0,
-                    self._echoed,
-                ),
-                name=f"echo:{session_id}",
-            )
-            self._echo.add_done_callback(self._task_died)
-        else:
-            from vani.actors.agent.pipeline import Pipeline  # providers are imported only by sessions that use them
-
-            # The deployment's settings (from the host), with only the client's validated options applied.
-            self.pipeline = Pipeline(self, settings, self.mode)
+        self.engine = make_engine(self)  # last: the engine may start its tasks at once
 
     # ---------------------------------------------------------------- link lifecycle
     @property
@@ -125,16 +107,10 @@ class Session:
             self.machine.fire("START")
         elif resumed:
             self.machine.fire("RESUME")
-            if self.pipeline is not None:
-                self.pipeline.on_resume()
-        if self.pipeline is not None and self.pipeline.flux:
-            return self.pipeline.connected_message(self.resume_token, resumed)
-        if self.pipeline is not None:
-            started["mode"] = self.mode
-            started["conversation"] = self.pipeline.conv_state
+            self.engine.on_resume()
         started["state"] = self.machine.state
         started["counters"] = asdict(self.counters)
-        return started
+        return self.engine.greeting(started, resumed)
 
     def detach(self, link: LinkSocket) -> None:
         """The client connection ``link`` is gone; keep the session for the TTL."""
@@ -162,8 +138,7 @@ class Session:
             if isinstance(msg, bytes):
                 self.counters.frames_out += 1
                 self.counters.bytes_out += len(msg)
-                if self.pipeline is not None:
-                    self.last_audio_sent[int.from_bytes(msg[:4], "big")] = time.monotonic()
+                self.engine.on_frame_sent(msg)
 
     # ---------------------------------------------------------------- inbound
     async def on_frame(self, seq: int, pcm: bytes) -> None:
@@ -195,7 +170,7 @@ class Session:
         self.counters.frames_in += 1
         self.counters.bytes_in += len(pcm)
         try:
-            self.machine.fire("AUDIO_FRAME", pcm, time.monotonic())
+            self.machine.fire("AUDIO_FRAME", pcm, self.clock.now())
         except InvalidEvent as exc:
             self.hooks.on_drop(self, "state")
             self.outbound.put_control(protocol.error("invalid_event", str(exc)))
@@ -209,8 +184,8 @@ class Session:
             return
         kind = msg.get("type")
         try:
-            if self.pipeline is not None and kind in self.pipeline.client_types:
-                self.pipeline.on_client(msg)
+            if kind in self.engine.client_types:
+                self.engine.on_client(msg)
             elif kind == "ping":
                 self.outbound.put_control(protocol.pong(msg))
             elif kind == "mute":
@@ -234,10 +209,10 @@ class Session:
         self.hooks.on_drop(self, "muted")
 
     def on_state_change(self, source: str, dest: str, event: str) -> None:
-        if self.pipeline is None or not self.pipeline.flux:  # Flux clients get only Flux's schema
+        if self.engine.vani_schema:  # e.g. Flux clients get only Flux's schema
             self.outbound.put_control(protocol.state_changed(source, dest, event))
         if dest == "suspended":
-            self._ttl = asyncio.get_running_loop().create_task(self._ttl_timer(), name=f"ttl:{self.session_id}")
+            self._ttl = self.clock.call_later(self.limits.session_ttl_s, self._ttl_expired)
         elif dest == "closed":
             self._teardown()
 
@@ -254,17 +229,17 @@ class Session:
         if self.machine.can("ERROR"):
             log.warning("session=%s failing: %s", self.session_id, reason)
             self.close_code = code
-            if self.pipeline is None or not self.pipeline.flux:  # the pipeline sent Flux's Error
+            if self.engine.vani_schema:  # else the engine told its client in its own schema
                 self.outbound.put_control(protocol.error("session_failed", reason, close_code=code))
             self.outbound.put_control(CloseRequest(code, reason))
             self.machine.fire("ERROR")
 
     def fail_internal(self, reason: str) -> None:
-        """The pipeline failed (provider gone, a task crashed)."""
+        """The engine failed (provider gone, a task crashed)."""
         self.fail(Close.INTERNAL, reason)
 
     def close_normal(self, reason: str) -> None:
-        """The pipeline finished the session (Flux ``CloseStream`` done)."""
+        """The engine finished the session (Flux ``CloseStream`` done)."""
         self.close(Close.NORMAL, reason)
 
     @property
@@ -274,8 +249,8 @@ class Session:
     def space_freed(self) -> None:
         self._space.set()
 
-    async def _ttl_timer(self) -> None:
-        await asyncio.sleep(self.limits.session_ttl_s)
+    def _ttl_expired(self) -> None:
+        self._ttl = None
         if self.machine.can("TIMEOUT"):
             self.close_code = Close.NORMAL
             self.machine.fire("TIMEOUT")
@@ -287,29 +262,13 @@ class Session:
 
     def _teardown(self) -> None:
         self._cancel_ttl()
-        if self._echo is not None:
-            self._echo.cancel()
-        if self.pipeline is not None:
-            pipeline = self.pipeline
-            closer = asyncio.get_running_loop().create_task(pipeline.aclose(), name=f"close:{self.session_id}")
-            _CLOSING.add(closer)  # the loop keeps only weak references to tasks
-            closer.add_done_callback(_CLOSING.discard)
+        closer = asyncio.get_running_loop().create_task(self.engine.aclose(), name=f"close:{self.session_id}")
+        _CLOSING.add(closer)  # the loop keeps only weak references to tasks
+        closer.add_done_callback(_CLOSING.discard)
         if self._link is not None and self._sender is not None:
             # Let the sender deliver the queued error/close request, then it returns by itself.
-            sender = self._sender
-            asyncio.get_running_loop().call_later(2.0, sender.cancel)
+            self.clock.call_later(2.0, self._sender.cancel)
         self.hooks.on_closed(self, self.close_code or Close.NORMAL)
-
-    def _task_died(self, task: asyncio.Task) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("session=%s task %s crashed: %r", self.session_id, task.get_name(), exc)
-            self.fail(Close.INTERNAL, f"internal error in {task.get_name().split(':')[0]}")
-
-    def _echoed(self, meta: FrameMeta, lateness: float) -> None:
-        self.hooks.on_echo(self, meta, lateness)
 
     # ---------------------------------------------------------------- views
     def public_limits(self) -> Limits:
@@ -332,17 +291,15 @@ class Session:
             "counters": asdict(self.counters),
             "ring_used": self.ring.used,
             "outbound_bytes": self.outbound.audio_bytes,
-            "live_turn_clocks": len(self.last_audio_sent),
-            **({"pipeline": self.pipeline.snapshot()} if self.pipeline is not None else {}),
+            "engine": self.engine.snapshot(),
         }
 
     async def aclose(self) -> None:
         """Cancel every task this session owns (host shutdown)."""
         self.close(Close.GOING_AWAY, "server shutting down")
-        if self.pipeline is not None:
-            await self.pipeline.aclose()
-        for task in (self._echo, self._sender, self._ttl):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        await self.engine.aclose()
+        self._cancel_ttl()
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(BaseException):
+                await self._sender

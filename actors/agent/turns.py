@@ -1,0 +1,75 @@
+"""Turns of one conversation: start one (its handle, its LLM context, its span), stamp its timeline, end it.
+
+Ending a turn writes the history as the LLM will see it next (an interrupted reply is cut to what the user
+heard, marked ``[interrupted]``), tells the client (``assistant.message``) and reports the turn's latencies
+(``LatencyReport``, ``actors/agent/latency_report.py``).
+"""
+
+from __future__ import annotations
+
+from vani.actors import tracing
+from vani.actors.agent import latency_report
+from vani.actors.agent.barge_in import stopped_at
+from vani.actors.agent.bounds import ContextWindow
+from vani.actors.agent.chunker import SpeakableChunker
+from vani.actors.agent.context import AgentContext
+from vani.actors.agent.reply import run_turn
+from vani.actors.agent.turn import TurnHandle, TurnKind
+from vani.actors.wire import agent as wire
+from vani.adapters.base import ChatMessage, TurnEvent
+
+
+class Turns:
+    def __init__(self, ctx: AgentContext, history: ContextWindow, stats: dict[str, int]) -> None:
+        self.ctx, self.history, self.stats = ctx, history, stats
+        self.next_id = 1
+
+    def start(self, user_text: str, *, speculative: bool = False, kind: TurnKind = TurnKind.REPLY) -> TurnHandle:
+        """A new turn, its reply running in its own scope (one LLM stream per session at a time)."""
+        ctx, s = self.ctx, self.ctx.settings
+        chunker = SpeakableChunker(s.scheduler_first_words, s.scheduler_max_words)
+        turn = TurnHandle(self.next_id, user_text, ctx.clock, chunker, speculative=speculative, kind=kind)
+        self.next_id += 1
+        self.stats["turns"] += 1
+        messages = [ChatMessage("system", s.agent_system_prompt), *self._context()]
+        if speculative:
+            messages.append(ChatMessage("user", user_text))
+        turn.span = tracing.tracer().start_span(
+            "assistant_turn", attributes={"session_id": ctx.session_id, "turn_id": turn.turn_id, "kind": kind.value}
+        )
+        turn.spawn(run_turn(ctx, turn, messages), "reply")
+        return turn
+
+    def _context(self) -> list[ChatMessage]:
+        return [m for m in self.history if m.content or m.tool_calls or m.role == "tool"]
+
+    def stamp_end_of_turn(self, turn: TurnHandle, ev: TurnEvent, arrived: float | None) -> None:
+        """EndOfTurn's arrival, and when the user really stopped speaking (the last word's end, on the
+        audio clock)."""
+        turn.timings.end_of_turn = arrived or self.ctx.clock.now()
+        end_s = ev.words[-1].end if ev.words and ev.words[-1].end is not None else ev.audio_window_end
+        turn.timings.user_end_of_speech = self.ctx.listener.arrival_of(end_s) or turn.timings.end_of_turn
+
+    def end(self, turn: TurnHandle, last_audio_sent: float | None) -> None:
+        """History, client summary and LatencyReport for a finished or interrupted turn."""
+        heard = turn.heard_text()
+        self.history += turn.added
+        if heard or turn.interrupted:
+            content = f"{heard} [interrupted]".strip() if turn.interrupted else heard
+            self.history.append(ChatMessage("assistant", content))
+        turn.timings.interrupt_stopped = stopped_at(turn, last_audio_sent)
+        self.ctx.send(
+            wire.event(
+                "assistant.message",
+                turn_id=turn.turn_id,
+                text=heard,
+                full_text=turn.text,
+                interrupted=turn.interrupted,
+                outcome=turn.outcome.value,
+            )
+        )
+        report = latency_report.build(turn)
+        self.ctx.send(wire.dumps(report))
+        latency_report.record(report)
+        turn.span.set_attribute("outcome", turn.outcome.value)
+        turn.span.end()
