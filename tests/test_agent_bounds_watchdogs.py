@@ -33,7 +33,7 @@ async def test_long_agent_session_keeps_bounded_state(vani_cluster, provider_emu
         m = await reply_done(c, k, 30.0)
         assert m["outcome"] == "done", m
     snap = await session_snapshot(vani_cluster, s)
-    p = snap["pipeline"]
+    p = snap["engine"]
     assert [h["content"] for h in p["history"] if h["role"] == "user"] == said[-16:]
     assert p["transcripts"] == 20 and p["stats"]["turns"] == n
     assert 1 <= snap["live_turn_clocks"] <= 4

@@ -34,7 +34,7 @@ async def snapshot(cluster, session_id: str) -> dict:
     for host in await ray.get_actor(registry_name("agent"), namespace="vani").host_stats.remote():
         for s in host["sessions"]:
             if s["session_id"] == session_id:
-                return s["pipeline"]
+                return s["engine"]
     raise AssertionError(f"session {session_id} not found")
 
 

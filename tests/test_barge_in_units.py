@@ -12,8 +12,9 @@ import pytest
 
 from vani.actors.agent.barge_in import audio_arrival
 from vani.actors.agent.machine import ConversationMachine
-from vani.actors.agent.reply import _pace
-from vani.actors.agent.turn import AssistantTurn
+from vani.actors.agent.playback import Playback
+from vani.actors.agent.reply import pace
+from vani.actors.clock import LoopClock
 from vani.actors.fsm import InvalidEvent
 from vani.actors.session.outbound import OutboundQueue
 from vani.actors.wire.agent import audio_start, encode_audio, event
@@ -135,36 +136,36 @@ async def test_outbound_lane_holds_audio_but_not_control():
 
 
 def test_playback_clock_stops_while_paused_and_shifts_on_resume():
-    turn = AssistantTurn(1, "hi")
-    turn.playback_t0, turn.audio_s = 100.0, 10.0
+    turn = Playback(LoopClock())
+    turn.t0, turn.audio_s = 100.0, 10.0
     assert turn.played_s(now=102.0) == pytest.approx(2.0)
     turn.pause(102.0)
     assert turn.played_s(now=105.0) == pytest.approx(2.0)  # nothing plays while paused
     turn.resume(105.0)
-    assert turn.playback_t0 == pytest.approx(103.0)  # shifted by the 3 s paused
+    assert turn.t0 == pytest.approx(103.0)  # shifted by the 3 s paused
     assert turn.played_s(now=106.0) == pytest.approx(3.0)
-    fresh = AssistantTurn(2, "hi")  # paused before its first frame: the clock starts when audio does
+    fresh = Playback(LoopClock())  # paused before its first frame: the clock starts when audio does
     fresh.pause(50.0)
-    fresh.playback_t0 = 51.0
+    fresh.t0 = 51.0
     fresh.resume(54.0)
-    assert fresh.playback_t0 == pytest.approx(54.0)
+    assert fresh.t0 == pytest.approx(54.0)
 
 
 async def test_producer_holds_while_paused_and_goes_on_after_resume():
-    turn = AssistantTurn(1, "hi")
+    clock = LoopClock()
+    turn = Playback(clock)
     turn.pause(0.0)
-    first = asyncio.ensure_future(_pace(turn, 0.3))  # no audio yet: the first frame waits too
+    first = asyncio.ensure_future(pace(turn, 0.3, clock))  # no audio yet: the first frame waits too
     await asyncio.sleep(0.05)
     assert not first.done()
     turn.resume(0.0)
     await asyncio.wait_for(first, 5)
-    loop = asyncio.get_running_loop()
-    turn.playback_t0, turn.audio_s = loop.time(), 0.0
-    turn.pause(loop.time())
-    held = asyncio.ensure_future(_pace(turn, 0.3))
+    turn.t0, turn.audio_s = clock.now(), 0.0
+    turn.pause(clock.now())
+    held = asyncio.ensure_future(pace(turn, 0.3, clock))
     await asyncio.sleep(0.05)
     assert not held.done()
-    turn.resume(loop.time())
+    turn.resume(clock.now())
     await asyncio.wait_for(held, 5)
 
 

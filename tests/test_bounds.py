@@ -18,6 +18,7 @@ from collections import deque
 from vani.actors.agent.bounds import ContextWindow, RecentTurns
 from vani.actors.agent.tools import RESULTS_KEPT, ToolExecutor
 from vani.actors.agent.watchdog import Watchdog
+from vani.actors.clock import LoopClock
 from vani.adapters.base import ChatMessage, ToolCall
 from vani.cluster.config import Settings
 
@@ -30,7 +31,7 @@ class LongSession:
         self.transcripts: deque[dict] = deque(maxlen=settings.transcript_history_turns or None)
         self.last_audio_sent = RecentTurns(keep=4)
         self.tools = ToolExecutor()
-        self.watchdog = Watchdog(lambda name: None)
+        self.watchdog = Watchdog(lambda name: None, LoopClock())
 
     async def turn(self, k: int) -> None:
         user = f"turn {k}: could you book a table for {k % 6 + 1} at seven, and what is on the menu today?"

@@ -17,6 +17,8 @@ from typing import Any
 from tests.adapters.audio import chunks, silence, speech
 from tests.agent_helpers import CLIENT_CHUNK, script, utterance
 from tests.conftest import AGENT
+from vani.actors.agent.engine import AgentEngine
+from vani.actors.engines import engine_factory
 from vani.actors.session.session import Hooks, Session
 from vani.actors.wire.agent import decode_audio
 from vani.adapters.emulator.cli import env_for
@@ -77,8 +79,8 @@ async def open_session(emulator: str, monkeypatch, session_id: str, **overrides:
             monkeypatch.setenv(k, v)
     app = {k: v.format(emulator=emulator) if isinstance(v, str) else v for k, v in AGENT.items()}
     settings = Settings.load(env={}, **{**app, **overrides})
-    limits = SessionLimits.from_settings(settings, "agent")
-    session = Session(session_id, limits, Hooks(on_closed=lambda s, code: None), settings)
+    limits = SessionLimits.from_settings(settings)
+    session = Session(session_id, limits, Hooks(on_closed=lambda s, code: None), engine_factory("agent", settings))
     link = Link()
     session.attach(link)
     return LocalSession(session, link)
@@ -88,8 +90,8 @@ async def test_watchdog_cancelling_abandons_a_turn_slow_to_stop(provider_emulato
     sid = f"wdcancel-{uuid.uuid4().hex[:8]}"
     await script(provider_emulator, sid, transcripts=["tell me everything", "no wait stop please"], reply=LONG_REPLY)
     s = await open_session(provider_emulator, monkeypatch, sid, watchdog_cancelling_s=0.5)
-    link, pipeline = s.link, s.session.pipeline
-    assert pipeline is not None
+    link, engine = s.link, s.session.engine
+    assert isinstance(engine, AgentEngine)
     try:
         await s.send_audio(utterance(0.6, 0.5, seed=1))
         await link.wait_type("audio.start", turn_id=1)
@@ -102,7 +104,7 @@ async def test_watchdog_cancelling_abandons_a_turn_slow_to_stop(provider_emulato
                 await asyncio.sleep(3.0)  # the cancel arrived; cleaning up takes 3 s
                 released.set()
 
-        turn = pipeline.turn
+        turn = engine.conv.turn
         assert turn is not None and turn.turn_id == 1
         turn.spawn(slow_to_let_go(), "slow-provider")
         await s.send_audio(speech(0.9, seed=2) + silence(0.5))  # barge-in
@@ -123,6 +125,6 @@ async def test_watchdog_cancelling_abandons_a_turn_slow_to_stop(provider_emulato
         types = [(e["type"], e.get("event")) for e in link.events]
         assert types.index(("watchdog", None)) < types.index(("conversation", "CANCELLED"))
         assert cancelled["from"] == "cancelling"
-        assert "cancelling" in pipeline.watchdog.fired
+        assert "cancelling" in engine.watchdog.fired
     finally:
         await s.session.aclose()
