@@ -191,7 +191,7 @@ async def pace(playback: Playback, lead: float, clock: Clock) -> None:
         if playback.t0 is None:
             return
         ahead = playback.audio_s - (clock.now() - playback.t0) - lead
-        if ahead <= 0:
+        if ahead <= 1e-6:  # (not 0: a float residue must not become a sleep that ends where it began)
             return
         await clock.sleep(ahead)  # then look again: a pause may have started meanwhile
 

@@ -123,7 +123,7 @@ class SessionHost:
             return
         session = self.sessions.get(sid)
         if session is not None and token != session.resume_token:
-            if session.has_link:
+            if session.link is not None:
                 await self._refuse(ws, Close.CONFLICT, "session already has a live connection")
             else:
                 await self._refuse(ws, Close.BAD_RESUME, "resume token missing or invalid")
@@ -141,7 +141,9 @@ class SessionHost:
             self.sessions[sid] = session
             self._metrics.active_sessions.set(len(self.sessions), tags=self._tags)
         started = session.attach(ws)
-        await ws.send(protocol.dumps({"type": "link.opened", "next_seq": session.expected_seq, "started": started}))
+        await ws.send(
+            protocol.dumps({"type": "link.opened", "next_seq": session.inbound.expected_seq, "started": started})
+        )
         try:
             async for message in ws:
                 if isinstance(message, bytes):

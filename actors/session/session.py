@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 from vani.actors.clock import Clock, LoopClock, Timer
 from vani.actors.session.engine import EngineFactory
+from vani.actors.session.inbound import InboundAudio
 from vani.actors.session.machine import InvalidEvent, SessionMachine
 from vani.actors.session.outbound import CloseRequest, OutboundQueue
-from vani.actors.session.ring_buffer import RingBuffer
 from vani.actors.wire import client_json, protocol
 from vani.actors.wire.protocol import Close, Limits
 from vani.cluster.config import SessionLimits
@@ -30,7 +30,6 @@ from vani.cluster.config import SessionLimits
 log = logging.getLogger("vani.session")
 
 _CLOSING: set[asyncio.Task] = set()  # engines shutting down after their session closed
-MAX_HELD_FRAMES = 256  # out-of-order frames held while waiting for a gap to fill
 
 
 class LinkSocket(Protocol):
@@ -74,13 +73,21 @@ class Session:
         self.hooks = hooks
         self.resume_token = secrets.token_urlsafe(18)
         self.counters = Counters()
-        self.ring = RingBuffer(max(limits.inbound_ring_bytes, limits.max_frame_bytes))
+        self.inbound = InboundAudio(
+            max(limits.inbound_ring_bytes, limits.max_frame_bytes),
+            self.counters,
+            on_drop=lambda reason: hooks.on_drop(self, reason),
+            on_gap=lambda reason: self.fail(Close.INTERNAL, reason),
+            deliver=self._deliver,
+        )
+        # The engine's view of the inbound audio (``SessionIO``).
+        self.ring, self.frames_ready, self.space_freed = (
+            self.inbound.ring,
+            self.inbound.frames_ready,
+            self.inbound.space_freed,
+        )
         self.outbound = OutboundQueue(limits.outbound_cap_bytes)
-        self.expected_seq = 0
-        self._held: dict[int, bytes] = {}
-        self._frames_ready = asyncio.Event()
-        self._space = asyncio.Event()
-        self._link: LinkSocket | None = None
+        self.link: LinkSocket | None = None  # the client connection bound now (None: suspended)
         self._sender: asyncio.Task | None = None
         self._ttl: Timer | None = None
         self.close_code: int | None = None
@@ -89,20 +96,17 @@ class Session:
         self.engine = make_engine(self)  # last: the engine may start its tasks at once
 
     # ---------------------------------------------------------------- link lifecycle
-    @property
-    def has_link(self) -> bool:
-        return self._link is not None
-
     def attach(self, link: LinkSocket) -> dict[str, Any]:
         """Bind a client connection; returns the ``session.started`` payload."""
         resumed = self.machine.state == "suspended"
-        if self._link is not None:  # takeover by a connection that presented the resume token
+        if self.link is not None:  # takeover by a connection that presented the resume token
             self._unbind(Close.REPLACED, "session taken over by a newer connection")
         self._cancel_ttl()
-        self._link = link
+        self.link = link
         self.counters.connections += 1
         self._sender = asyncio.get_running_loop().create_task(self._send_loop(link), name=f"sender:{self.session_id}")
-        started = protocol.session_started(self.session_id, self.resume_token, resumed, "", self.public_limits())
+        limits = public_limits(self.limits, self.ring.capacity)
+        started = protocol.session_started(self.session_id, self.resume_token, resumed, "", limits)
         if self.machine.state == "connected":
             self.machine.fire("START")
         elif resumed:
@@ -114,14 +118,14 @@ class Session:
 
     def detach(self, link: LinkSocket) -> None:
         """The client connection ``link`` is gone; keep the session for the TTL."""
-        if link is not self._link:
+        if link is not self.link:
             return  # an old connection that was already replaced
         self._unbind(None, "")
         if self.machine.can("DISCONNECT"):
             self.machine.fire("DISCONNECT")
 
     def _unbind(self, code: int | None, reason: str) -> None:
-        link, self._link = self._link, None
+        link, self.link = self.link, None
         if self._sender is not None:
             self._sender.cancel()
             self._sender = None
@@ -143,32 +147,10 @@ class Session:
     # ---------------------------------------------------------------- inbound
     async def on_frame(self, seq: int, pcm: bytes) -> None:
         """Audio from the link, numbered by the gateway; enforces order, applies backpressure."""
-        if seq < self.expected_seq:
-            self.counters.duplicates += 1
-            self.hooks.on_drop(self, "duplicate")
-            return
-        if seq > self.expected_seq:
-            self.counters.reordered += 1
-            if len(self._held) >= MAX_HELD_FRAMES:
-                self.fail(Close.INTERNAL, f"frame gap: expected {self.expected_seq}, got {seq}")
-                return
-            self._held[seq] = pcm
-            return
-        await self._accept(pcm)
-        self.expected_seq += 1
-        while self.expected_seq in self._held:
-            await self._accept(self._held.pop(self.expected_seq))
-            self.expected_seq += 1
+        await self.inbound.on_frame(seq, pcm)
 
-    async def _accept(self, pcm: bytes) -> None:
-        # No flood check here: arrival times at the host include every stall between the client and
-        # the host. The gateway judges floods on the client's own timeline (gateway/flood.py).
-        while not self.ring.fits(len(pcm)):
-            self.counters.ring_waits += 1
-            self._space.clear()
-            await self._space.wait()
-        self.counters.frames_in += 1
-        self.counters.bytes_in += len(pcm)
+    def _deliver(self, pcm: bytes) -> None:
+        """The next frame in order, with room for it in the ring: the machine decides what happens to it."""
         try:
             self.machine.fire("AUDIO_FRAME", pcm, self.clock.now())
         except InvalidEvent as exc:
@@ -201,8 +183,7 @@ class Session:
 
     # ---------------------------------------------------------------- state machine callbacks
     def on_audio_frame(self, pcm: bytes, arrived: float) -> None:
-        self.ring.push(self.expected_seq, pcm, arrived)  # space was awaited in _accept
-        self._frames_ready.set()
+        self.inbound.push(pcm, arrived)
 
     def on_muted_frame(self, pcm: bytes, arrived: float) -> None:
         self.counters.muted_dropped += 1
@@ -242,13 +223,6 @@ class Session:
         """The engine finished the session (Flux ``CloseStream`` done)."""
         self.close(Close.NORMAL, reason)
 
-    @property
-    def frames_ready(self) -> asyncio.Event:
-        return self._frames_ready
-
-    def space_freed(self) -> None:
-        self._space.set()
-
     def _ttl_expired(self) -> None:
         self._ttl = None
         if self.machine.can("TIMEOUT"):
@@ -265,29 +239,17 @@ class Session:
         closer = asyncio.get_running_loop().create_task(self.engine.aclose(), name=f"close:{self.session_id}")
         _CLOSING.add(closer)  # the loop keeps only weak references to tasks
         closer.add_done_callback(_CLOSING.discard)
-        if self._link is not None and self._sender is not None:
+        if self.link is not None and self._sender is not None:
             # Let the sender deliver the queued error/close request, then it returns by itself.
             self.clock.call_later(2.0, self._sender.cancel)
         self.hooks.on_closed(self, self.close_code or Close.NORMAL)
 
     # ---------------------------------------------------------------- views
-    def public_limits(self) -> Limits:
-        lim = self.limits
-        return Limits(
-            max_frame_bytes=lim.max_frame_bytes,
-            outbound_queue_bytes=lim.outbound_cap_bytes,
-            inbound_buffer_bytes=self.ring.capacity,
-            session_ttl_s=lim.session_ttl_s,
-            echo_delay_ms=lim.echo_delay_ms,
-            flood_burst_s=lim.flood_burst_s,
-            flood_rate=lim.flood_rate,
-        )
-
     def snapshot(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
             "state": self.machine.state,
-            "connected": self._link is not None,
+            "connected": self.link is not None,
             "counters": asdict(self.counters),
             "ring_used": self.ring.used,
             "outbound_bytes": self.outbound.audio_bytes,
@@ -303,3 +265,16 @@ class Session:
             self._sender.cancel()
             with contextlib.suppress(BaseException):
                 await self._sender
+
+
+def public_limits(lim: SessionLimits, ring_capacity: int) -> Limits:
+    """The limits a client is told in ``session.started``."""
+    return Limits(
+        max_frame_bytes=lim.max_frame_bytes,
+        outbound_queue_bytes=lim.outbound_cap_bytes,
+        inbound_buffer_bytes=ring_capacity,
+        session_ttl_s=lim.session_ttl_s,
+        echo_delay_ms=lim.echo_delay_ms,
+        flood_burst_s=lim.flood_burst_s,
+        flood_rate=lim.flood_rate,
+    )
