@@ -97,7 +97,7 @@ class Settings:
     provider_read_timeout_s: float = 10.0  # a stream silent this long is stalled
     tts_first_byte_timeout_s: float = 3.0  # past this the fallback tts takes over
     # --- end providers ---------------------------------------------------------------------
-    # --- agent pipeline (actors/agent/pipeline.py) -----------------------------------------------
+    # --- agent engine (actors/agent/engine.py) -----------------------------------------------------
     # "agent" (STT -> LLM -> TTS voice agent), "echo" (phase-1 echo engine). WS /v2/flux/{id}
     # always makes transcription-only ("flux") sessions.
     session_mode: str = "agent"
@@ -130,8 +130,8 @@ class Settings:
     # TTS streams small chunks (Aura: ~40 ms) and every frame costs CPU on the host, gateway and proxy.
     # Inside the playout lead this adds no delay the user hears. 0 = one frame per TTS chunk.
     audio_frame_ms: float = 100.0
-    scheduler_first_words: int = 4  # first speakable piece: first clause or this many words
-    scheduler_max_words: int = 30  # later pieces: sentence / clause, at most this many words
+    chunker_first_words: int = 4  # first speakable piece: first clause or this many words
+    chunker_max_words: int = 30  # later pieces: sentence / clause, at most this many words
     # Watchdogs (seconds, 0 = off): every waiting state has one, each with a client-visible outcome.
     watchdog_turn_no_audio_s: float = 3.0  # user turn open, client sends no audio -> ForceEndTurn
     watchdog_llm_first_token_s: float = 5.0  # thinking, no LLM token -> spoken fallback reply
@@ -140,7 +140,7 @@ class Settings:
     watchdog_speculating_s: float = 3.0
     watchdog_cancelling_s: float = 2.0  # a cancelled turn's tasks still running -> abandoned, client told
     # A reply paused by user speech (pause first, decide after) whose user turn neither ends nor passes the
-    # barge-in guard for this long resumes (audio.resume, watchdog event). Keep it below the tts_stall one.
+    # barge-in policy for this long resumes (audio.resume, watchdog event). Keep it below the tts_stall one.
     watchdog_paused_s: float = 3.0
     stt_keepalive_s: float = 4.0  # silence sent to STT after this long without client audio
 

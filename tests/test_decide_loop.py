@@ -351,3 +351,48 @@ async def test_tts_stall_ends_the_turn_by_watchdog(make):
     turn_text = h.of("assistant.message")[0]
     assert turn_text["interrupted"] is True
     assert list(h.engine.watchdog.fired) == ["tts_stall"]
+
+
+async def test_immediate_policy_interrupts_at_the_first_sound(make):
+    h = make(["one two three four five six seven eight", "Yes?"], barge_in_policy="immediate", audio_frame_ms=0)
+    await settle_engine(h)
+    await h.user_turn("talk")
+    await h.step(0.25)
+    await h.say(TurnEventType.START_OF_TURN, "", 10.0, 10.0)  # no words yet: "immediate" does not wait for them
+    story = h.script()
+    assert story[-7:] == [
+        ("audio.pause", 1),
+        ("conversation", "PAUSE", "paused"),
+        ("audio.clear", 1, "barge_in"),
+        ("conversation", "BARGE_IN", "interrupted"),
+        ("conversation", "CANCEL", "cancelling"),
+        ("assistant.message", 1, story[-2][2], "interrupted"),
+        ("conversation", "CANCELLED", "transcribing"),
+    ]
+    await h.say(TurnEventType.END_OF_TURN, "uh-huh", 10.0, 10.4)  # even a backchannel: it is a new user turn
+    await h.step(0.2)
+    assert h.script()[-2:] == [("assistant.message", 2, "Yes?", "done"), ("conversation", "REPLY_DONE", "listening")]
+
+
+async def test_backchannel_resumes_the_paused_reply(make):
+    h = make(["one two three four five six"], audio_frame_ms=0)
+    await settle_engine(h)
+    await h.user_turn("talk")
+    await h.step(0.25)
+    await h.say(TurnEventType.START_OF_TURN, "", 10.0, 10.0)
+    await h.say(TurnEventType.END_OF_TURN, "uh-huh", 10.0, 10.3)
+    assert h.script()[-5:] == [
+        ("audio.pause", 1),
+        ("conversation", "PAUSE", "paused"),
+        ("backchannel", "uh-huh"),
+        ("audio.resume", 1),
+        ("conversation", "RESUME_REPLY", "speaking"),
+    ]
+    await h.step(1.0)
+    assert h.script()[-2:] == [
+        ("assistant.message", 1, "one two three four five six", "done"),
+        ("conversation", "REPLY_DONE", "listening"),
+    ]
+    audio = h.of("audio")
+    assert [m["index"] for m in audio] == list(range(len(audio)))  # nothing repeated or lost
+    assert h.engine.conv.stats["backchannels"] == 1

@@ -20,8 +20,8 @@ client is attached; this one says where the conversation is. One table, read top
     thinking|speaking|paused REPLY_DONE  is_current         listening     finish_reply
     listening     SPEAK_FALLBACK                            thinking      (watchdog: apology turn started)
     thinking|speaking PAUSE                                 paused        pause_output (audio.pause; reply audio held)
-    thinking|speaking TRANSCRIPT_PARTIAL|EAGER_EOT|TURN_RESUMED   (stay)  overlap speech, see actors/agent/interrupt.py
-    paused        TURN_START|TRANSCRIPT_PARTIAL|EAGER_EOT|TURN_RESUMED|AUDIO_STARTED   (stay)  guard still deciding
+    thinking|speaking TRANSCRIPT_PARTIAL|EAGER_EOT|TURN_RESUMED   (stay)  overlap speech, see actors/agent/decide.py
+    paused        TURN_START|TRANSCRIPT_PARTIAL|EAGER_EOT|TURN_RESUMED|AUDIO_STARTED   (stay)  policy still deciding
     paused        RESUME_REPLY        has_audio             speaking      resume_output (audio.resume)
     paused        RESUME_REPLY                              thinking      resume_output (audio.resume)
     paused        PAUSE_TIMEOUT       (as RESUME_REPLY)     speaking|thinking  pause_timed_out, resume_output
@@ -40,14 +40,14 @@ Every waiting state has a watchdog (``actors/agent/watchdogs.py``); ``idle`` / `
 
 Pause first, decide after (``actors/agent/barge_in.py``): a user ``StartOfTurn`` during the reply fires
 ``PAUSE`` (the client pauses playback, the reply's audio is held where it is); ``BARGE_IN`` is fired
-only once the false-barge-in guard (``actors/agent/interrupt.py``) accepts the overlapping speech, and
+only once the barge-in policy (``actors/agent/barge_in_policy.py``) says the overlapping speech interrupts, and
 ``RESUME_REPLY`` when it was a backchannel or noise (``PAUSE_TIMEOUT``: the user turn did not end in
-``watchdog_paused_s``; the guard did not accept it, so the reply resumes). Leaving ``paused`` by any
+``watchdog_paused_s``; the policy did not call it an interruption, so the reply resumes). Leaving ``paused`` by any
 event releases the held audio lane (``on_exit_paused``).
 
 The decide step (``fire``) never awaits: actions are synchronous and hand any I/O to tasks owned by
-the pipeline. Events the current state does not accept raise
-``InvalidEvent`` (the pipeline logs and reports them; nothing is silently dropped).
+the engine. Events the current state does not accept raise
+``InvalidEvent`` (the decide step logs them; nothing is silently dropped).
 """
 
 from __future__ import annotations

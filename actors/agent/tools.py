@@ -9,7 +9,7 @@ A tool call can reach the executor more than once: an LLM retry, a replayed stre
 re-sends. ``ToolExecutor.run`` executes each call id at most once per session; a repeat (even a
 concurrent one) gets the first execution's result. The results cache is an LRU of the last
 ``max_results`` call ids (a long session stays bounded); a repeat is always of a recent call. Tools are
-never executed speculatively: the pipeline only calls ``run`` once the turn is confirmed.
+never executed speculatively: the reply runner only calls ``run`` once the turn is confirmed.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ class Turns:
     def start(self, user_text: str, *, speculative: bool = False, kind: TurnKind = TurnKind.REPLY) -> TurnHandle:
         """A new turn, its reply running in its own scope (one LLM stream per session at a time)."""
         ctx, s = self.ctx, self.ctx.settings
-        chunker = SpeakableChunker(s.scheduler_first_words, s.scheduler_max_words)
+        chunker = SpeakableChunker(s.chunker_first_words, s.chunker_max_words)
         turn = TurnHandle(self.next_id, user_text, ctx.clock, chunker, speculative=speculative, kind=kind)
         self.next_id += 1
         self.stats["turns"] += 1
