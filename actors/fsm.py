@@ -67,6 +67,7 @@ class StateMachine:
             model_attribute=attribute,
         )
         self._on_change: Callable[[str, str, str], None] | None = getattr(model, hook, None)
+        self._events = frozenset(t["trigger"] for t in transitions)
 
     @property
     def state(self) -> str:
@@ -78,9 +79,13 @@ class StateMachine:
     def fire(self, event: str, *args: Any, **kwargs: Any) -> str:
         """Fire ``event``; returns the new state or raises ``InvalidEvent``."""
         source = self.state
+        trigger = getattr(self.model, event, None) if event in self._events else None
+        if trigger is None:  # not an event of this table at all
+            self._log.warning("session=%s rejected unknown %s in %s", self.session_id, event, source)
+            raise InvalidEvent(event, source)
         try:
-            ok = getattr(self.model, event)(*args, **kwargs)
-        except (MachineError, AttributeError) as exc:
+            ok = trigger(*args, **kwargs)
+        except MachineError as exc:  # (an error inside an action is a bug: it propagates as itself)
             self._log.warning("session=%s rejected %s in %s", self.session_id, event, source)
             raise InvalidEvent(event, source) from exc
         dest = self.state

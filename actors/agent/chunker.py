@@ -40,7 +40,8 @@ class SpeakableChunker:
 
     def _cut(self) -> str | None:
         # Only whole words count: the last word may still be growing unless whitespace follows it.
-        words = re.findall(r"\S+\s", self.buf)
+        matches = list(re.finditer(r"\S+\s", self.buf))
+        words = [m.group() for m in matches]
         if not words:
             return None
         first = self.pieces_out == 0
@@ -54,7 +55,7 @@ class SpeakableChunker:
                 break
         if n == 0:
             return None
-        cut = sum(len(w) for w in words[:n])
+        cut = matches[n - 1].end()  # (not the words' summed length: whitespace between them may be doubled)
         piece, self.buf = self.buf[:cut].strip(), self.buf[cut:]
         self.pieces_out += 1
         return piece

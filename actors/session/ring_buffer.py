@@ -1,7 +1,7 @@
 """Fixed-capacity FIFO of inbound PCM frames in one preallocated numpy byte array.
 
 Overflow policy: ``push`` never overwrites. When a frame does not fit it returns False and counts an
-overflow; the session then stops reading from its link until the echo engine (or STT) drains
+overflow; the session then stops reading from its link until its engine (echo, or the STT link) drains
 space, so a fast client is slowed by TCP backpressure instead of losing audio. Memory per session is
 therefore fixed at ``capacity`` bytes whatever the client does.
 """
