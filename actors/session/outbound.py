@@ -2,9 +2,9 @@
 
 Control messages (state changes, errors, pongs, later ``audio.clear``) never wait behind audio and
 are never dropped. Audio is capped at ``cap_bytes``: ``put_audio`` waits for space, so a slow reader
-pauses the producer (the engine: echo, or an assistant turn) instead of growing memory. ``clear_audio`` drops queued audio
-at once (barge-in). ``hold_audio`` stops the audio lane where it is (an assistant reply paused by user
-speech): queued frames stay queued, control messages still flow; ``release_audio`` sends on from the
+pauses the producer (the engine: echo, or an assistant turn) instead of growing memory. ``clear_audio``
+drops queued audio at once (barge-in). ``hold_audio`` stops the audio lane where it is (an assistant reply
+paused by user speech): queued frames stay queued, control messages still flow; ``release_audio`` sends on from the
 next queued frame.
 """
 
