@@ -257,6 +257,7 @@ def test_every_state_event_pair(model_machine: tuple[Model, ConversationMachine]
         ("speaking", "REPLY_DONE", {"is_current": False}, None, []),  # a stale turn's end
         ("paused", "BARGE_IN", {}, "interrupted", ["on_exit_paused", "stop_output"]),
     ],
+    ids=lambda v: "-".join(f"{k}={int(b)}" for k, b in v.items()) if isinstance(v, dict) else None,
 )
 def test_guarded_alternatives_spelled_out(state: str, event: str, cond: dict[str, bool], dest: Any, calls: list[str]):
     """The guarded rows one by one, readable on their own (the loop above checks them under every combination)."""
