@@ -149,12 +149,5 @@ def test_text_is_never_lost_or_reordered():
             assert all(p == p.strip() and p for p in pieces)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="actors/agent/chunker.py _cut: the cut index is the summed length of the regex matches r'\\S+\\s', "
-    "which skip extra whitespace, so with doubled whitespace inside a piece (a paragraph break '\\n\\n', two "
-    "spaces) the cut lands early: 'One. Two  three  four, five six.' gives ['One.', 'Two  three  four', ',', "
-    "'five six.']: a piece ends mid-clause and a lone ',' is sent to TTS",
-)
 def test_doubled_whitespace_inside_a_piece_keeps_the_boundary():
     assert run("One. Two  three  four, five six. ", by_token=False) == ["One.", "Two  three  four,", "five six."]

@@ -351,13 +351,6 @@ class Broken(Model):
         _ = self.no_such_attribute
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="actors/fsm.py StateMachine.fire catches AttributeError around the whole trigger call, so an "
-    "AttributeError raised inside an action is reported as InvalidEvent('not valid in state transcribing') "
-    "after the state already changed to thinking, with no history entry and no change hook (watchdogs "
-    "not armed, client not told); the decide step then logs it as a warning and goes on",
-)
 def test_a_bug_inside_an_action_is_not_reported_as_an_invalid_event():
     model = Broken()
     cm = ConversationMachine(model, "unit")
