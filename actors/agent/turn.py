@@ -11,7 +11,6 @@ handle waits for that.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -74,6 +73,7 @@ class TurnHandle:
         kind: TurnKind = TurnKind.REPLY,
     ) -> None:
         self.turn_id = turn_id
+        self._clock = clock
         self.user_text = user_text
         self.speculative = speculative  # started on EagerEndOfTurn: output held until EndOfTurn confirms
         self.kind = kind
@@ -153,10 +153,18 @@ class TurnHandle:
             task.cancel()
 
     async def wait_cancelled(self, timeout: float = 2.0) -> bool:
-        """Wait until the turn's tasks have really finished (sockets closed), at most ``timeout`` seconds
-        (``<= 0``: no limit). True when they all did."""
+        """Wait until the turn's tasks have really finished (sockets closed), at most ``timeout`` seconds of
+        the session's clock (``<= 0``: no limit). True when they all did."""
         pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait(pending, timeout=timeout if timeout > 0 else None)
+        if not pending:
+            return True
+        finished = asyncio.ensure_future(asyncio.wait(pending))
+        waits: set[asyncio.Future[Any]] = {finished}
+        if timeout > 0:
+            waits.add(asyncio.ensure_future(self._clock.sleep(timeout)))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
         return all(t.done() for t in pending)

@@ -10,7 +10,7 @@ import pytest
 from vani.actors.agent.chunker import SpeakableChunker
 from vani.actors.agent.playback import SpokenPiece
 from vani.actors.agent.turn import TurnHandle, TurnKind, TurnOutcome
-from vani.actors.clock import ManualClock
+from vani.actors.clock import LoopClock, ManualClock
 
 
 def handle(clock: ManualClock | None = None, turn_id: int = 1, *, speculative: bool = False) -> TurnHandle:
@@ -98,7 +98,7 @@ async def test_interrupt_after_finish_still_cancels_leftover_tasks():
 
 
 async def test_wait_cancelled_is_bounded_and_says_so():
-    turn = handle()
+    turn = TurnHandle(1, "hello", LoopClock(), SpeakableChunker())  # a bound in real time
     let_go = asyncio.Event()
 
     async def stubborn() -> None:
@@ -151,3 +151,27 @@ def test_release_returns_the_held_tokens_in_order():
     assert turn.release() == ["Sure", ",", " I", " can"]
     assert turn.released.is_set() and turn.held == []
     assert turn.release() == []  # once released, nothing more is held
+
+
+async def test_wait_cancelled_is_bounded_on_the_sessions_clock():
+    clock = ManualClock()
+    turn = handle(clock)
+    let_go = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await let_go.wait()
+            raise
+
+    turn.spawn(stubborn(), "stubborn")
+    await asyncio.sleep(0)
+    turn.interrupt(TurnOutcome.WATCHDOG)
+    waiting = asyncio.ensure_future(turn.wait_cancelled(2.0))
+    await clock.advance(1.9)
+    assert not waiting.done()  # real time passes, the session's clock does not: still waiting
+    await clock.advance(0.2)
+    assert waiting.done() and waiting.result() is False
+    let_go.set()
+    assert await turn.wait_cancelled(0) is True
