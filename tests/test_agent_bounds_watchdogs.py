@@ -36,7 +36,7 @@ async def test_long_agent_session_keeps_bounded_state(vani_cluster, provider_emu
     p = snap["engine"]
     assert [h["content"] for h in p["history"] if h["role"] == "user"] == said[-16:]
     assert p["transcripts"] == 20 and p["stats"]["turns"] == n
-    assert 1 <= snap["live_turn_clocks"] <= 4
+    assert 1 <= snap["engine"]["live_turn_clocks"] <= 4
     # The emulated LLM asks for the tool once per conversation it is sent: again at turn 17, the first
     # request whose context no longer holds turn 1 (and its tool call and result, dropped together).
     assert [e["turn_id"] for e in c.of_type("tool.call")] == [1, 17]
