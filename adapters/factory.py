@@ -1,19 +1,28 @@
-"""Choose providers from ``Settings``: the one place the session actor gets STT / LLM / TTS from.
+"""Choose providers from ``Settings``: the one place a session gets STT / LLM / TTS from.
 
-``make_stt(settings)``, ``make_llm(settings)``, ``make_tts(settings)`` read provider names from settings and
-credentials from the environment (``env`` overrides ``os.environ``, for tests). Names:
+``build_providers(settings, session_id, with_reply=...)`` is what a session uses: every provider comes out
+complete (per-session header, STT keep-alive), so nothing patches a provider after construction.
+``make_stt`` / ``make_llm`` / ``make_tts`` build one each (``vani providers check`` and the adapter tests use
+them). They read provider names from settings and credentials from the environment (``env`` overrides
+``os.environ``, for tests); ``headers`` go on every HTTP / WebSocket request. Names:
 stt: workers-ai | deepgram | local;  llm: workers-ai | openai | local;
 tts: workers-ai | deepgram | deepgram-ws | local | espeak (plus ``tts_fallback``, another tts name).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from vani.adapters.base import ErrorKind, LlmProvider, ProviderError, SttOptions, SttProvider, TtsOptions, TtsProvider
 from vani.adapters.credentials import require_env
+
+if TYPE_CHECKING:
+    from vani.cluster.config import Settings
 
 STT_NAMES = ("workers-ai", "deepgram", "local")
 LLM_NAMES = ("workers-ai", "openai", "local")
@@ -48,7 +57,9 @@ def _timeouts(s: Any) -> dict[str, float]:
     return {"connect_timeout_s": s.provider_connect_timeout_s}
 
 
-def make_stt(settings: Any, env: dict[str, str] | None = None) -> SttProvider:
+def make_stt(
+    settings: Any, env: dict[str, str] | None = None, *, headers: Mapping[str, str] | None = None
+) -> SttProvider:
     """The configured ``SttProvider``; raises ``ProviderError(CONFIG)`` if it cannot be built."""
     from vani.adapters.stt.flux import FluxStt, deepgram_endpoint, workers_ai_endpoint
 
@@ -56,6 +67,8 @@ def make_stt(settings: Any, env: dict[str, str] | None = None) -> SttProvider:
     common = {
         "max_reconnects": settings.stt_max_reconnects,
         "replay_max_s": settings.stt_replay_max_s,
+        "keepalive_s": settings.stt_keepalive_s,
+        "extra_headers": dict(headers or {}),
         **_timeouts(settings),
     }
     if name == "workers-ai":
@@ -69,7 +82,9 @@ def make_stt(settings: Any, env: dict[str, str] | None = None) -> SttProvider:
     raise _unknown("stt", name, STT_NAMES)
 
 
-def make_llm(settings: Any, env: dict[str, str] | None = None) -> LlmProvider:
+def make_llm(
+    settings: Any, env: dict[str, str] | None = None, *, headers: Mapping[str, str] | None = None
+) -> LlmProvider:
     """The configured ``LlmProvider``. Workers AI uses its OpenAI-compatible endpoint unless ``llm_api=native``."""
     from vani.adapters.llm.openai_compat import OpenAiCompatLlm
     from vani.adapters.llm.workers_ai import WorkersAiNativeLlm
@@ -80,6 +95,7 @@ def make_llm(settings: Any, env: dict[str, str] | None = None) -> LlmProvider:
         "temperature": settings.llm_temperature,
         "max_retries": settings.llm_max_retries,
         "read_timeout_s": settings.provider_read_timeout_s,
+        "extra_headers": dict(headers or {}),
         **_timeouts(settings),
     }
     if name == "workers-ai":
@@ -99,11 +115,17 @@ def make_llm(settings: Any, env: dict[str, str] | None = None) -> LlmProvider:
     raise _unknown("llm", name, LLM_NAMES)
 
 
-def _tts_one(name: str, settings: Any, env: dict[str, str] | None) -> TtsProvider:
+def _tts_one(
+    name: str, settings: Any, env: dict[str, str] | None, headers: Mapping[str, str] | None = None
+) -> TtsProvider:
     from vani.adapters.tts.aura_rest import AuraRestTts
     from vani.adapters.tts.deepgram_ws import DeepgramWsTts
 
-    t = {"read_timeout_s": settings.provider_read_timeout_s, **_timeouts(settings)}
+    t = {
+        "read_timeout_s": settings.provider_read_timeout_s,
+        "extra_headers": dict(headers or {}),
+        **_timeouts(settings),
+    }
     if name == "workers-ai":
         acct, token = require_env(name, "CF_ACCOUNT_ID", "CF_API_TOKEN", env=env)
         return AuraRestTts(
@@ -134,14 +156,16 @@ def _tts_one(name: str, settings: Any, env: dict[str, str] | None) -> TtsProvide
     raise _unknown("tts", name, TTS_NAMES)
 
 
-def make_tts(settings: Any, env: dict[str, str] | None = None) -> TtsProvider:
+def make_tts(
+    settings: Any, env: dict[str, str] | None = None, *, headers: Mapping[str, str] | None = None
+) -> TtsProvider:
     """The configured ``TtsProvider``, wrapped in ``FallbackTts`` when ``tts_fallback`` is set."""
-    primary = _tts_one(settings.tts_provider, settings, env)
+    primary = _tts_one(settings.tts_provider, settings, env, headers)
     if not settings.tts_fallback:
         return primary
     from vani.adapters.tts.fallback import FallbackTts
 
-    secondary = _tts_one(settings.tts_fallback, settings, env)
+    secondary = _tts_one(settings.tts_fallback, settings, env, headers)
     return FallbackTts(primary, secondary, first_byte_timeout_s=settings.tts_first_byte_timeout_s)
 
 
@@ -164,4 +188,40 @@ def tts_options(settings: Any) -> TtsOptions:
         container=settings.tts_container,
         sample_rate=settings.tts_sample_rate,
         bit_rate=settings.tts_bit_rate,
+    )
+
+
+@dataclass
+class Providers:
+    """One session's providers, built complete; the session owns them and closes them with ``aclose``."""
+
+    stt: SttProvider
+    stt_options: SttOptions
+    llm: LlmProvider | None  # None when the session does not reply (transcription only)
+    tts: TtsProvider | None
+    tts_options: TtsOptions
+
+    async def aclose(self) -> None:
+        """Close the LLM / TTS clients (STT streams are closed by whoever opened them). Never raises."""
+        for provider in (self.llm, self.tts):
+            closer = getattr(provider, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+
+
+def build_providers(settings: Settings, session_id: str, *, with_reply: bool) -> Providers:
+    """Providers for one session. Raises ``ProviderError(CONFIG)`` if one cannot be built.
+
+    ``settings.provider_session_header`` (when set) names a header carrying ``session_id`` on every
+    provider request, so a provider-side log (or the emulator's per-session script) can tell sessions apart.
+    """
+    header = settings.provider_session_header
+    headers = {header: session_id} if header else {}
+    return Providers(
+        stt=make_stt(settings, headers=headers),
+        stt_options=stt_options(settings),
+        llm=make_llm(settings, headers=headers) if with_reply else None,
+        tts=make_tts(settings, headers=headers) if with_reply else None,
+        tts_options=tts_options(settings),
     )

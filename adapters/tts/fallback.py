@@ -58,6 +58,13 @@ class FallbackTts:
         finally:
             await _close(it)
 
+    async def aclose(self) -> None:
+        """Close both providers' clients (the wrapper holds no socket of its own)."""
+        for provider in (self.primary, self.secondary):
+            closer = getattr(provider, "aclose", None)
+            if closer is not None:
+                await closer()
+
 
 async def _close(it: AsyncIterator[TtsChunk]) -> None:
     aclose = getattr(it, "aclose", None)
