@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 
 from tests.adapters.audio import chunks, silence, speech, turns
+from tests.support.flux_rules import check_flux_order
 from vani.adapters.base import ErrorKind, ProviderError, SttOptions, TurnEvent, TurnEventType
 from vani.adapters.factory import make_stt
-from vani.adapters.local.flux_rules import check_flux_order
 from vani.adapters.stt.flux import FluxStream, FluxStt, deepgram_endpoint, workers_ai_endpoint
 
 E = TurnEventType

@@ -18,7 +18,7 @@ from selenium.webdriver.common.by import By
 from websockets.sync.client import connect
 
 from tests.browser.conftest import BOOKING_TEXT, WAIT_S, artifact, state, wait_state
-from vani.adapters.local.wer import wer
+from tests.support.wer import wer
 
 LONG_REPLY = " ".join(f"Sentence number {i} is here, and it keeps going." for i in range(12))
 FLUX_EVENTS = {"StartOfTurn", "Update", "EagerEndOfTurn", "TurnResumed", "EndOfTurn"}
