@@ -149,8 +149,7 @@ async def test_close_stream_sends_no_end_of_turn(cf, control, key):
 @pytest.mark.parametrize("fault", ["no_type", "unknown", "malformed_after=2"])
 async def test_tolerates_missing_type_unknown_and_malformed_frames(settings, env, control, key, fault):
     await control.script(key, transcripts=["x y", "z"])
-    stt = make_stt(settings.replace(stt_provider="workers-ai"), env)
-    stt.extra_headers = {"x-emulator-fault": fault}
+    stt = make_stt(settings.replace(stt_provider="workers-ai"), env, headers={"x-emulator-fault": fault})
     events = await run(await stt.open(key, SttOptions()), TWO_TURNS)
     assert [e.transcript for e in ends(events)] == ["x y", "z"]
     assert check_flux_order(events) == []
