@@ -1,4 +1,4 @@
-"""The provider contract: what the session actor needs from STT, LLM and TTS.
+"""The provider contract: what a session needs from STT, LLM and TTS.
 
 Every provider (Workers AI, Deepgram, OpenAI-compatible, the embedded offline models) implements
 these shapes, so the session cannot tell them apart. Events are plain dataclasses; STT events use

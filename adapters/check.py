@@ -56,16 +56,16 @@ async def _probe_tts(p: Any, settings: Any) -> str:
 
 async def check_all(settings: Any, timeout_s: float, env: dict[str, str] | None = None) -> list[CheckResult]:
     """Build and probe each configured provider (stt, llm, tts, and tts_fallback if set)."""
-    from vani.adapters import factory as registry
+    from vani.adapters import factory
 
     plan: list[tuple[str, str, Callable[[], Any], Callable[[Any, Any], Awaitable[str]]]] = [
-        ("stt", settings.stt_provider, lambda: registry.make_stt(settings, env), _probe_stt),
-        ("llm", settings.llm_provider, lambda: registry.make_llm(settings, env), _probe_llm),
-        ("tts", settings.tts_provider, lambda: registry._tts_one(settings.tts_provider, settings, env), _probe_tts),
+        ("stt", settings.stt_provider, lambda: factory.make_stt(settings, env), _probe_stt),
+        ("llm", settings.llm_provider, lambda: factory.make_llm(settings, env), _probe_llm),
+        ("tts", settings.tts_provider, lambda: factory._tts_one(settings.tts_provider, settings, env), _probe_tts),
     ]
     if settings.tts_fallback:
         fb = settings.tts_fallback
-        plan.append(("tts_fallback", fb, lambda: registry._tts_one(fb, settings, env), _probe_tts))
+        plan.append(("tts_fallback", fb, lambda: factory._tts_one(fb, settings, env), _probe_tts))
     results = []
     for role, name, build, probe in plan:
         try:

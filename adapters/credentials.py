@@ -22,11 +22,6 @@ def require_env(provider: str, *names: str, env: dict[str, str] | None = None) -
     return [src[n] for n in names]
 
 
-def optional_env(name: str, env: dict[str, str] | None = None) -> str | None:
-    src = os.environ if env is None else env
-    return src.get(name) or None
-
-
 def redact(text: str, *secrets: str | None) -> str:
     """``text`` with every secret (given, or any known secret env var) replaced by ``***``."""
     values = [s for s in secrets if s] + [os.environ[n] for n in SECRET_ENV if os.environ.get(n)]

@@ -33,12 +33,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.flux_rules import check_flux_order  # noqa: E402
+from tests.support.wer import wer, words  # noqa: E402
 from vani.adapters.base import SttOptions, TtsOptions, TurnEventType  # noqa: E402
 from vani.adapters.local import inference_pool  # noqa: E402
-from vani.adapters.local.flux_rules import check_flux_order  # noqa: E402
 from vani.adapters.local.stt import LocalStt  # noqa: E402
 from vani.adapters.local.tts import EspeakTts, PiperTts  # noqa: E402
-from vani.adapters.local.wer import wer, words  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 REFS: dict[str, str] = json.loads((DATA / "transcripts.json").read_text())

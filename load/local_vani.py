@@ -25,8 +25,7 @@ from typing import Any
 
 import psutil
 
-from vani.cluster.run import INGRESS_ENV
-from vani.gateway.proxy_hook import PROXY_ENV
+from vani.cluster.run import INGRESS_ENV, PROXY_CALLBACK_ENV
 
 
 def free_port() -> int:
@@ -110,7 +109,7 @@ def local_vani(
     # Keep every Ray address on loopback (see tests/conftest.py) and pick the gateway path before Ray starts.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.update(INGRESS_ENV[ingress])
-    os.environ.update(PROXY_ENV)  # as `vani up`: websocket pings without a pong deadline
+    os.environ.update(PROXY_CALLBACK_ENV)  # as `vani up`: ingress guard, websocket pings without a pong deadline
     import ray
     from ray import serve
 

@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from load.report import summarize, table, write_json  # noqa: E402
-from load.streams import StreamResult, StreamSpec, run_sessions  # noqa: E402
+from load.streams import StreamResult, StreamSpec, add_stream_args, echo_sessions  # noqa: E402
 
 KILLED = {1005, 1006, 1008}
 
@@ -43,7 +43,7 @@ def outcome(r: StreamResult) -> str:
 async def run(base: str, args: argparse.Namespace) -> dict[str, Any]:
     spec = StreamSpec(frame_ms=args.frame_ms, seconds=args.seconds, drain_s=60, open_timeout_s=60)
     t0 = time.perf_counter()
-    results = await run_sessions(lambda sid: f"{base}/v1/sessions/{sid}", args.sessions, spec, ramp_s=args.ramp_s)
+    results = await echo_sessions(base, args.sessions, spec, ramp_s=args.ramp_s)
     counts = collections.Counter(outcome(r) for r in results)
     admitted = [r for r in results if r.start_ms is not None]
     summary = summarize(admitted, time.perf_counter() - t0) if admitted else {}
@@ -52,11 +52,9 @@ async def run(base: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sessions", type=int, default=200)
+    add_stream_args(p, sessions=200)
     p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--frame-ms", type=float, default=80.0)
     p.add_argument("--ramp-s", type=float, default=10.0)
-    p.add_argument("--url", help="target a running vani (ws://host:port) instead of starting one")
     args = p.parse_args()
     if args.url:
         out = asyncio.run(run(args.url.rstrip("/"), args))

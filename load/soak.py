@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
 
 from load.local_vani import local_vani  # noqa: E402
 from load.report import memory_of, summarize, table, write_json  # noqa: E402
-from load.streams import StreamSpec, run_sessions  # noqa: E402
+from load.streams import StreamSpec, add_stream_args, echo_sessions  # noqa: E402
 
 
 def slope_per_minute(samples: list[tuple[float, float]]) -> float | None:
@@ -55,9 +55,7 @@ async def soak(base: str, pids: list[int], args: argparse.Namespace) -> dict[str
 
     sampler = asyncio.create_task(sample())
     try:
-        results = await run_sessions(
-            lambda sid: f"{base}/v1/sessions/{sid}", args.sessions, spec, ramp_s=min(10.0, args.sessions * 0.1)
-        )
+        results = await echo_sessions(base, args.sessions, spec, ramp_s=min(10.0, args.sessions * 0.1))
     finally:
         sampler.cancel()
     summary = summarize(results, time.perf_counter() - t0)
@@ -77,13 +75,11 @@ def _round(x: float | None) -> float | None:
 def main() -> int:
     """Run the soak, print the table, write ``load/results/soak.json``; exit 1 on loss or RSS growth."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sessions", type=int, default=10)
+    add_stream_args(p, sessions=10)
     p.add_argument("--minutes", type=float, default=10.0)
-    p.add_argument("--frame-ms", type=float, default=80.0)
     p.add_argument("--sample-s", type=float, default=10.0)
     p.add_argument("--max-slope", type=float, default=2.0, help="MB/min of summed RSS counted as a leak")
     p.add_argument("--mode", choices=["sharded", "actor"], default="sharded")
-    p.add_argument("--url", help="target a running vani (ws://host:port) instead of starting one")
     args = p.parse_args()
 
     if args.url:

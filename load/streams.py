@@ -7,6 +7,7 @@ back out of order and how long the round trip took: no per-frame bookkeeping on 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -192,6 +193,18 @@ async def run_sessions(
         return await stream_session(url_for(sid), sid, spec)
 
     return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+async def echo_sessions(base: str, n: int, spec: StreamSpec, ramp_s: float) -> list[StreamResult]:
+    """``n`` echo sessions against vani at ``base`` (``ws://host:port``), each on ``/v1/sessions/{id}``."""
+    return await run_sessions(lambda sid: f"{base}/v1/sessions/{sid}", n, spec, ramp_s=ramp_s)
+
+
+def add_stream_args(p: argparse.ArgumentParser, sessions: int) -> None:
+    """The options every echo-stream script takes: how many sessions, the frame size, and which vani."""
+    p.add_argument("--sessions", type=int, default=sessions)
+    p.add_argument("--frame-ms", type=float, default=80.0)
+    p.add_argument("--url", help="target a running vani (ws://host:port) instead of starting one")
 
 
 def verdict(results: list[StreamResult]) -> dict[str, int]:

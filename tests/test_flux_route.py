@@ -9,8 +9,8 @@ from websockets.exceptions import InvalidStatus
 
 from tests.adapters.audio import silence, speech
 from tests.agent_helpers import AgentClient, emulator_log, script, utterance
+from tests.support.flux_rules import check_flux_order
 from vani.adapters.base import TurnEvent
-from vani.adapters.local.flux_rules import check_flux_order
 
 
 def sid() -> str:

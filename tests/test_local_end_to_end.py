@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 
 from tests.agent_helpers import CLIENT_CHUNK, AgentClient
 from tests.local.conftest import TRANSCRIPTS, read_wav
-from vani.adapters.local.wer import wer
+from tests.support.wer import wer
 
 WAV = "booking_espeak.wav"
 FIRST_SESSION_S = 180.0  # the first session of the app loads the models, on a shared 2-core box

@@ -1,10 +1,10 @@
-"""The WER helper's normalisation (adapters/local/wer.py): one canonical form for numbers on both sides."""
+"""The WER helper's normalisation (tests/support/wer.py): one canonical form for numbers on both sides."""
 
 from __future__ import annotations
 
 import pytest
 
-from vani.adapters.local.wer import wer, words
+from tests.support.wer import wer, words
 
 
 @pytest.mark.parametrize(

@@ -31,8 +31,3 @@ def get_model(key: str, loader: Callable[[], Any]) -> Any:
             model = loader()
             _models[key] = model
     return model
-
-
-def loaded_keys() -> list[str]:
-    """Keys of the models loaded so far (for diagnostics and the benchmark)."""
-    return sorted(_models)

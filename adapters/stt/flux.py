@@ -1,14 +1,8 @@
 """Flux streaming STT client (Workers AI ``@cf/deepgram/flux`` and Deepgram ``/v2/listen``).
 
-The two differ only in URL, auth header and one query param (``model``), so one client serves both.
-
-Resilience: if the socket drops (or the server sends a fatal ``Error``), the stream reconnects and
-replays the audio not yet *acknowledged*. Flux has no explicit acks; audio counts as acknowledged once
-an ``EndOfTurn`` covers it (or an ``Update`` outside any turn), because everything before that point has
-been fully transcribed and delivered. Replayed audio re-creates the open turn on the new connection; the
-client shifts the new connection's audio clock and ``turn_index`` so consumers see one continuous stream,
-and suppresses the repeated ``StartOfTurn``. If the lost connection had sent ``EagerEndOfTurn``, a
-``TurnResumed`` is emitted, because the new connection re-decides that turn from scratch.
+One client serves both services (``flux_endpoint``). A dropped socket or a fatal server ``Error`` is
+survived by reconnecting and replaying the unacknowledged audio; ``flux_continuity`` keeps the caller's
+view one continuous stream across connections. This module owns the sockets: connect, read, send.
 """
 
 from __future__ import annotations
@@ -20,50 +14,19 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
-from vani.adapters.base import ErrorKind, ProviderError, SttOptions, TurnEvent, TurnEventType
-from vani.adapters.credentials import redact
-from vani.adapters.errors import http_error, transport_error
-from vani.adapters.retry import Backoff
+from vani.adapters.base import ErrorKind, ProviderError, SttOptions, TurnEvent
+from vani.adapters.errors import transport_error
+from vani.adapters.stt.flux_continuity import StreamContinuity
+from vani.adapters.stt.flux_endpoint import FluxEndpoint, deepgram_endpoint, dial, workers_ai_endpoint
+
+__all__ = ["FluxEndpoint", "FluxStream", "FluxStt", "deepgram_endpoint", "workers_ai_endpoint"]
 
 log = logging.getLogger(__name__)
 _DONE = object()
-
-
-@dataclass
-class FluxEndpoint:
-    """Where and how to connect. ``secret`` is only used for redaction."""
-
-    provider: str  # "workers-ai" | "deepgram"
-    url: str  # ws(s)://... without query
-    headers: dict[str, str]
-    params: dict[str, str] = field(default_factory=dict)  # fixed params, e.g. {"model": "flux-general-en"}
-    secret: str | None = None
-
-
-def workers_ai_endpoint(base_url: str, account_id: str, token: str) -> FluxEndpoint:
-    url = _ws(base_url) + f"/accounts/{account_id}/ai/run/@cf/deepgram/flux"
-    return FluxEndpoint("workers-ai", url, {"Authorization": f"Bearer {token}"}, secret=token)
-
-
-def deepgram_endpoint(base_url: str, api_key: str, model: str = "flux-general-en") -> FluxEndpoint:
-    url = _ws(base_url) + "/v2/listen"
-    return FluxEndpoint("deepgram", url, {"Authorization": f"Token {api_key}"}, {"model": model}, secret=api_key)
-
-
-def _ws(base: str) -> str:
-    base = base.rstrip("/")
-    return (
-        "wss://" + base[8:]
-        if base.startswith("https://")
-        else "ws://" + base[7:]
-        if base.startswith("http://")
-        else base
-    )
 
 
 @dataclass
@@ -98,64 +61,22 @@ class FluxStream:
         self._configure_waiters: list[asyncio.Future[dict[str, Any]]] = []
         self._closing = False
         self._closed = False
-        # Audio bookkeeping, in bytes of the whole stream (across connections).
-        self._sent = 0  # total audio accepted from the caller
-        self._acked = 0  # audio fully transcribed and delivered
-        self._replay = bytearray()  # audio from _acked to _sent
-        self._conn_base = 0  # stream offset where the current connection's audio clock starts
+        self._flow = StreamContinuity(self.bytes_per_s, cfg.replay_max_s)
         self._last_audio = 0.0
-        # Turn bookkeeping for a continuous view across reconnects.
-        self._turns_before_conn = 0
-        self._conn_turns = 0  # EndOfTurns received on the current connection
-        self._turn_active = False
-        self._eager_pending = False
-        self._last_end = 0.0  # latest audio_window_end delivered
-        self._last_start = 0.0
         self.reconnects = 0
 
     # ---- connection ------------------------------------------------------------------------
-    def _url(self) -> str:
-        o = self.opts
-        params: list[tuple[str, str]] = [
-            *self.cfg.endpoint.params.items(),
-            ("encoding", o.encoding),
-            ("sample_rate", str(o.sample_rate)),
-            ("eot_threshold", str(o.eot_threshold)),
-            ("eot_timeout_ms", str(o.eot_timeout_ms)),
-        ]
-        if o.eager_eot_threshold is not None:
-            params.append(("eager_eot_threshold", str(o.eager_eot_threshold)))
-        params += [("keyterm", k) for k in o.keyterms]
-        params.append(("tag", self.session_id))
-        return f"{self.cfg.endpoint.url}?{urlencode(params)}"
-
-    async def _connect(self) -> ClientConnection:
-        ep = self.cfg.endpoint
-        try:
-            return await connect(
-                self._url(),
-                additional_headers={**ep.headers, **self.cfg.extra_headers},
-                open_timeout=self.cfg.connect_timeout_s,
-                ping_interval=10,
-                ping_timeout=20,
-                max_size=2**22,
-                compression=None,  # PCM does not compress; deflate only costs CPU on both ends
-            )
-        except websockets.InvalidStatus as e:
-            raise http_error(self.cfg.name, e.response.status_code, e.response.body or b"", ep.secret) from None
-        except (OSError, TimeoutError, websockets.InvalidHandshake) as e:
-            raise transport_error(self.cfg.name, e, ep.secret) from None
-
     async def _connect_with_retry(self) -> ClientConnection:
-        backoff = Backoff(base_s=0.1, max_s=2.0)
-        for attempt in range(self.cfg.max_reconnects + 1):
-            try:
-                return await self._connect()
-            except ProviderError as e:
-                if not e.retryable or attempt == self.cfg.max_reconnects:
-                    raise
-                await asyncio.sleep(backoff.delay(attempt))
-        raise AssertionError("unreachable")
+        c = self.cfg
+        url = c.endpoint.stream_url(self.opts, self.session_id)  # current options: a reconnect keeps Configure's
+        return await dial(
+            c.endpoint,
+            url,
+            name=c.name,
+            extra_headers=c.extra_headers,
+            connect_timeout_s=c.connect_timeout_s,
+            max_retries=c.max_reconnects,
+        )
 
     async def _start(self) -> None:
         self._ws = await self._connect_with_retry()
@@ -177,29 +98,17 @@ class FluxStream:
             "flux %s: reconnecting (%s), replaying %.2f s",
             self.session_id,
             reason,
-            len(self._replay) / self.bytes_per_s,
+            self._flow.replay_s,
         )
         self._ws = None  # send_audio only buffers until the replay below is done
         ws = await self._connect_with_retry()
         async with self._send_lock:  # replay snapshot and switch-over are atomic w.r.t. send_audio
-            self._conn_base = self._acked
-            if self._eager_pending:
-                resumed = TurnEvent(
-                    TurnEventType.TURN_RESUMED,
-                    self._turns_done,
-                    audio_window_start=self._last_start,
-                    audio_window_end=self._last_end,
-                )
-                self._emit(resumed)
-                self._eager_pending = False
-            replay = bytes(self._replay)
+            resumed, replay = self._flow.switch_over()
+            if resumed is not None:
+                self._queue.put_nowait(resumed)
             for i in range(0, len(replay), 2560 * 4):
                 await ws.send(replay[i : i + 2560 * 4])
             self._ws = ws
-
-    @property
-    def _turns_done(self) -> int:
-        return self._turns_before_conn + self._conn_turns
 
     # ---- reading ---------------------------------------------------------------------------
     async def _read_loop(self) -> None:
@@ -222,8 +131,7 @@ class FluxStream:
                     return
                 with contextlib.suppress(Exception):
                     await ws.close()
-                self._turns_before_conn += self._conn_turns
-                self._conn_turns = 0
+                self._flow.connection_lost()
                 await self._reconnect(reason)
         except ProviderError as e:
             self._queue.put_nowait(e)
@@ -251,7 +159,8 @@ class FluxStream:
             except (KeyError, ValueError, TypeError):
                 log.warning("flux %s: ignoring bad TurnInfo %r", self.session_id, raw[:80])
                 return None
-            self._on_turn(ev)
+            if (shown := self._flow.on_turn(ev)) is not None:
+                self._queue.put_nowait(shown)
         elif kind in ("ConfigureSuccess", "ConfigureFailure"):
             if self._configure_waiters:
                 fut = self._configure_waiters.pop(0)
@@ -263,44 +172,6 @@ class FluxStream:
             log.info("flux %s: warning %s %s", self.session_id, msg.get("code"), msg.get("description", ""))
         return None  # Connected and unknown types need nothing
 
-    def _on_turn(self, ev: TurnEvent) -> None:
-        base_s = self._conn_base / self.bytes_per_s
-        ev.audio_window_start = round(ev.audio_window_start + base_s, 3)
-        ev.audio_window_end = round(ev.audio_window_end + base_s, 3)
-        for w in ev.words:
-            w.start = None if w.start is None else round(w.start + base_s, 3)
-            w.end = None if w.end is None else round(w.end + base_s, 3)
-        ev.turn_index += self._turns_before_conn
-        t = ev.event
-        if t is not TurnEventType.END_OF_TURN and ev.audio_window_end < self._last_end - 1e-6:
-            return  # the replay re-describes audio the caller has already had events for
-        if t is TurnEventType.START_OF_TURN:
-            if self._turn_active:
-                return  # the replay re-opened a turn the caller already knows about
-            self._turn_active = True
-        elif t is TurnEventType.EAGER_END_OF_TURN:
-            self._eager_pending = True
-        elif t is TurnEventType.TURN_RESUMED:
-            self._eager_pending = False
-        elif t is TurnEventType.END_OF_TURN:
-            self._turn_active = self._eager_pending = False
-            self._conn_turns += 1
-            self._ack(ev.audio_window_end)
-        elif t is TurnEventType.UPDATE and not self._turn_active:
-            self._ack(ev.audio_window_end)
-        self._last_end = max(self._last_end, ev.audio_window_end)
-        self._last_start = ev.audio_window_start
-        self._emit(ev)
-
-    def _ack(self, until_s: float) -> None:
-        until = min(self._sent, int(until_s * self.bytes_per_s) // 2 * 2)
-        if until > self._acked:
-            del self._replay[: until - self._acked]
-            self._acked = until
-
-    def _emit(self, ev: TurnEvent) -> None:
-        self._queue.put_nowait(ev)
-
     # ---- SttStream API ---------------------------------------------------------------------
     async def send_audio(self, pcm: bytes) -> None:
         """Send PCM16 audio; while reconnecting it is only buffered (the replay will carry it)."""
@@ -309,13 +180,7 @@ class FluxStream:
         if self._reader is not None and self._reader.done():
             raise ProviderError(self.cfg.name, ErrorKind.UNAVAILABLE, "stream has failed; see events()")
         async with self._send_lock:
-            self._replay += pcm
-            self._sent += len(pcm)
-            limit = int(self.cfg.replay_max_s * self.bytes_per_s)
-            if len(self._replay) > limit:  # bound memory: oldest unacknowledged audio is given up
-                drop = len(self._replay) - limit
-                del self._replay[:drop]
-                self._acked += drop
+            self._flow.accept(pcm)
             self._last_audio = asyncio.get_running_loop().time()
             if self._ws is not None:
                 with contextlib.suppress(websockets.ConnectionClosed):
@@ -417,15 +282,3 @@ class FluxStream:
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
         self._queue.put_nowait(_DONE)
-
-    def diagnostics(self) -> dict[str, Any]:
-        return {
-            "sent_bytes": self._sent,
-            "acked_bytes": self._acked,
-            "reconnects": self.reconnects,
-            "replay_bytes": len(self._replay),
-        }
-
-
-def safe(text: str, ep: FluxEndpoint) -> str:
-    return redact(text, ep.secret)

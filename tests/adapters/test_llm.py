@@ -31,8 +31,7 @@ def text(events) -> str:
 def llm(request, settings, env, key):
     name = request.param
     s = settings.replace(llm_provider=name.removesuffix("-native"), llm_api="native" if "native" in name else "openai")
-    provider = make_llm(s, env)
-    provider.extra_headers = {"x-emulator-key": key}
+    provider = make_llm(s, env, headers={"x-emulator-key": key})
     return provider
 
 
@@ -65,8 +64,9 @@ async def test_tool_call_once_then_answer(llm, control, key):
 
 async def test_split_frames_parse_identically(settings, env, key, control):
     await control.script(key)
-    llm = make_llm(settings.replace(llm_provider="openai"), env)
-    llm.extra_headers = {"x-emulator-key": key, "x-emulator-fault": "split"}
+    llm = make_llm(
+        settings.replace(llm_provider="openai"), env, headers={"x-emulator-key": key, "x-emulator-fault": "split"}
+    )
     assert text(await collect(llm)) == REPLY
 
 
@@ -83,16 +83,18 @@ async def test_recovers_from_fault_before_first_token(llm, control, key, fault):
 
 async def test_stall_times_out_then_retries(settings, env, control, key):
     await control.script(key, faults={"llm": ["stall_after=0;stall_ms=5000"]})
-    llm = make_llm(settings.replace(llm_provider="openai", provider_read_timeout_s=0.5), env)
-    llm.extra_headers = {"x-emulator-key": key}
+    llm = make_llm(
+        settings.replace(llm_provider="openai", provider_read_timeout_s=0.5), env, headers={"x-emulator-key": key}
+    )
     events = await collect(llm)
     assert text(events) == REPLY  # no token was delivered before the stall, so the retry is safe
 
 
 async def test_stall_after_tokens_is_a_timeout_error(settings, env, control, key):
     await control.script(key, faults={"llm": ["stall_after=1;stall_ms=5000"]})
-    llm = make_llm(settings.replace(llm_provider="openai", provider_read_timeout_s=0.5), env)
-    llm.extra_headers = {"x-emulator-key": key}
+    llm = make_llm(
+        settings.replace(llm_provider="openai", provider_read_timeout_s=0.5), env, headers={"x-emulator-key": key}
+    )
     with pytest.raises(ProviderError) as err:
         await collect(llm)
     assert err.value.kind is ErrorKind.TIMEOUT and not err.value.retryable
@@ -148,8 +150,11 @@ async def test_secret_never_in_errors(emulator, control, key):
 
 async def test_cancel_closes_http_stream_at_once(settings, env, control, key):
     await control.script(key, reply=" ".join(f"w{i}" for i in range(200)))
-    llm = make_llm(settings.replace(llm_provider="openai"), env)
-    llm.extra_headers = {"x-emulator-key": key, "x-emulator-latency": "tokens_per_s=50"}
+    llm = make_llm(
+        settings.replace(llm_provider="openai"),
+        env,
+        headers={"x-emulator-key": key, "x-emulator-latency": "tokens_per_s=50"},
+    )
     it = aiter(llm.stream(HELLO))
     assert isinstance(await anext(it), LlmToken)
     assert isinstance(await anext(it), LlmToken)
@@ -165,8 +170,11 @@ async def test_cancel_closes_http_stream_at_once(settings, env, control, key):
 
 async def test_cancel_by_task_cancel(settings, env, control, key):
     await control.script(key, reply=" ".join(f"w{i}" for i in range(200)))
-    llm = make_llm(settings.replace(llm_provider="workers-ai"), env)
-    llm.extra_headers = {"x-emulator-key": key, "x-emulator-latency": "tokens_per_s=50"}
+    llm = make_llm(
+        settings.replace(llm_provider="workers-ai"),
+        env,
+        headers={"x-emulator-key": key, "x-emulator-latency": "tokens_per_s=50"},
+    )
     first = asyncio.Event()
 
     async def consume():

@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 
 from tests.adapters.audio import chunks, silence, speech, turns
+from tests.support.flux_rules import check_flux_order
 from vani.adapters.base import ErrorKind, ProviderError, SttOptions, TurnEvent, TurnEventType
 from vani.adapters.factory import make_stt
-from vani.adapters.local.flux_rules import check_flux_order
 from vani.adapters.stt.flux import FluxStream, FluxStt, deepgram_endpoint, workers_ai_endpoint
 
 E = TurnEventType
@@ -149,8 +149,7 @@ async def test_close_stream_sends_no_end_of_turn(cf, control, key):
 @pytest.mark.parametrize("fault", ["no_type", "unknown", "malformed_after=2"])
 async def test_tolerates_missing_type_unknown_and_malformed_frames(settings, env, control, key, fault):
     await control.script(key, transcripts=["x y", "z"])
-    stt = make_stt(settings.replace(stt_provider="workers-ai"), env)
-    stt.extra_headers = {"x-emulator-fault": fault}
+    stt = make_stt(settings.replace(stt_provider="workers-ai"), env, headers={"x-emulator-fault": fault})
     events = await run(await stt.open(key, SttOptions()), TWO_TURNS)
     assert [e.transcript for e in ends(events)] == ["x y", "z"]
     assert check_flux_order(events) == []

@@ -27,8 +27,7 @@ async def synth(tts, text=TEXT, **opts):
 
 @pytest.fixture(params=["workers-ai", "deepgram"])
 def rest(request, settings, env, key):
-    tts = make_tts(settings.replace(tts_provider=request.param), env)
-    tts.extra_headers = {"x-emulator-key": key}
+    tts = make_tts(settings.replace(tts_provider=request.param), env, headers={"x-emulator-key": key})
     return tts
 
 
@@ -49,8 +48,11 @@ async def test_rest_wav_and_mp3_are_real_audio(rest):
 
 
 async def test_workers_ai_mp3_quirk_is_reported(settings, env, key):
-    tts = make_tts(settings.replace(tts_provider="workers-ai"), env)
-    tts.extra_headers = {"x-emulator-key": key, "x-emulator-fault": "mp3_quirk"}
+    tts = make_tts(
+        settings.replace(tts_provider="workers-ai"),
+        env,
+        headers={"x-emulator-key": key, "x-emulator-fault": "mp3_quirk"},
+    )
     _, chunks = await synth(tts, encoding="linear16", container="none")
     assert {c.format.encoding for c in chunks} == {"mp3"}  # believed the bytes, not the request
 
@@ -78,9 +80,9 @@ async def test_rest_unknown_speaker_is_bad_request(rest):
 
 
 async def test_rest_slow_first_byte_times_out(settings, env, key):
-    tts = make_tts(settings.replace(tts_provider="deepgram"), env)
+    headers = {"x-emulator-key": key, "x-emulator-latency": "ttfb_ms=2000"}
+    tts = make_tts(settings.replace(tts_provider="deepgram"), env, headers=headers)
     tts.first_byte_timeout_s = 0.3
-    tts.extra_headers = {"x-emulator-key": key, "x-emulator-latency": "ttfb_ms=2000"}
     with pytest.raises(ProviderError) as err:
         await synth(tts)
     assert err.value.kind is ErrorKind.TIMEOUT
@@ -91,8 +93,7 @@ async def test_rest_slow_first_byte_times_out(settings, env, key):
 
 @pytest.fixture
 def ws_tts(settings, env, key):
-    tts = make_tts(settings.replace(tts_provider="deepgram-ws"), env)
-    tts.extra_headers = {"x-emulator-key": key}
+    tts = make_tts(settings.replace(tts_provider="deepgram-ws"), env, headers={"x-emulator-key": key})
     return tts
 
 
@@ -169,8 +170,9 @@ async def test_fallback_on_error_or_timeout(settings, env, control, key, fault):
 
 
 async def test_fallback_failure_reports_both(settings, env, control, key):
-    tts = make_tts(settings.replace(tts_provider="workers-ai", tts_fallback="deepgram"), env)
-    tts.primary.extra_headers = tts.secondary.extra_headers = {"x-emulator-key": key}
+    tts = make_tts(
+        settings.replace(tts_provider="workers-ai", tts_fallback="deepgram"), env, headers={"x-emulator-key": key}
+    )
     await control.script(key, faults={"tts": ["status=503", "status=500"]})
     with pytest.raises(ProviderError) as err:
         await synth(tts)

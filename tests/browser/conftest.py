@@ -26,8 +26,31 @@ DATA = ROOT / "tests" / "data"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 WAIT_S = 60.0  # generous: the box is shared and loaded; tests assert behaviour, never speed
 
+# The playback worklet harness, run in the page by ``execute_async_script``: an AudioContext with the
+# ``vani-playback`` worklet node, ``got`` collecting its port messages, ``p`` its port, ``pcm(rate, ms)``
+# a constant PCM16 buffer and ``sleep(ms)``. A test's body posts to ``p`` and ends with ``done(...)``.
+WORKLET_PRELUDE = """
+const done = arguments[arguments.length - 1];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const pcm = (rate, ms) => new Int16Array((rate / 1000) * ms).fill(1000).buffer;
+(async () => {
+  const ctx = new AudioContext();
+  await ctx.audioWorklet.addModule("playback-worklet.js");
+  const node = new AudioWorkletNode(ctx, "vani-playback", { numberOfInputs: 0, outputChannelCount: [1] });
+  node.connect(ctx.destination);
+  await ctx.resume();
+  const got = [];
+  node.port.onmessage = (e) => got.push(e.data);
+  const p = node.port;
+"""
+
 BOOKING_WAV = "booking_espeak.wav"
 BOOKING_TEXT = json.loads((DATA / "transcripts.json").read_text())[BOOKING_WAV]
+
+
+def worklet_script(body: str) -> str:
+    """``body`` run inside the worklet harness; an exception comes back as a string instead of a result."""
+    return WORKLET_PRELUDE + body.lstrip("\n") + "})().catch((e) => done(String(e)));\n"
 
 
 def padded_wav(src: Path, dst: Path, silence_s: float) -> Path:

@@ -17,8 +17,8 @@ import pytest
 from selenium.webdriver.common.by import By
 from websockets.sync.client import connect
 
-from tests.browser.conftest import BOOKING_TEXT, WAIT_S, artifact, state, wait_state
-from vani.adapters.local.wer import wer
+from tests.browser.conftest import BOOKING_TEXT, WAIT_S, artifact, state, wait_state, worklet_script
+from tests.support.wer import wer
 
 LONG_REPLY = " ".join(f"Sentence number {i} is here, and it keeps going." for i in range(12))
 FLUX_EVENTS = {"StartOfTurn", "Update", "EagerEndOfTurn", "TurnResumed", "EndOfTurn"}
@@ -245,19 +245,8 @@ def test_transcription_page_on_local_models_hears_the_words(vani_cluster, browse
     wait_state(browser, matching, "a final transcript of the whole recording", timeout=(1 + LOCAL_TURNS) * WAIT_S)
 
 
-PLAYBACK_SCRIPT = """
-const done = arguments[arguments.length - 1];
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const pcm = (rate, ms) => new Int16Array((rate / 1000) * ms).fill(1000).buffer;
-(async () => {
-  const ctx = new AudioContext();
-  await ctx.audioWorklet.addModule("playback-worklet.js");
-  const node = new AudioWorkletNode(ctx, "vani-playback", { numberOfInputs: 0, outputChannelCount: [1] });
-  node.connect(ctx.destination);
-  await ctx.resume();
-  const got = [];
-  node.port.onmessage = (e) => got.push(e.data);
-  const p = node.port;
+PLAYBACK_SCRIPT = worklet_script(
+    """
   p.postMessage({ type: "start", turnId: 1, sampleRate: 24000 });
   for (let i = 0; i < 10; i++) p.postMessage({ type: "chunk", turnId: 1, index: i, pcm: pcm(24000, 100) });
   p.postMessage({ type: "chunk", turnId: 7, index: 0, pcm: pcm(24000, 40) });
@@ -270,8 +259,8 @@ const pcm = (rate, ms) => new Int16Array((rate / 1000) * ms).fill(1000).buffer;
   for (let t = 0; t < 200 && !got.some((m) => m.type === "progress" && m.done); t++) await sleep(100);
   await ctx.close();
   done([ctx.sampleRate, got]);
-})().catch((e) => done(String(e)));
 """
+)
 
 
 def test_playback_worklet_plays_current_turn_drops_stale_and_flushes_on_clear(vani_cluster, browser):

@@ -13,21 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ROOT
+from tests.browser.conftest import ROOT, worklet_script
 
-PAUSE_SCRIPT = """
-const done = arguments[arguments.length - 1];
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const pcm = (rate, ms) => new Int16Array((rate / 1000) * ms).fill(1000).buffer;
-(async () => {
-  const ctx = new AudioContext();
-  await ctx.audioWorklet.addModule("playback-worklet.js");
-  const node = new AudioWorkletNode(ctx, "vani-playback", { numberOfInputs: 0, outputChannelCount: [1] });
-  node.connect(ctx.destination);
-  await ctx.resume();
-  const got = [];
-  node.port.onmessage = (e) => got.push(e.data);
-  const p = node.port;
+PAUSE_SCRIPT = worklet_script(
+    """
   p.postMessage({ type: "start", turnId: 1, sampleRate: 24000 });
   for (let i = 0; i < 6; i++) p.postMessage({ type: "chunk", turnId: 1, index: i, pcm: pcm(24000, 100) });
   await sleep(250);
@@ -48,8 +37,8 @@ const pcm = (rate, ms) => new Int16Array((rate / 1000) * ms).fill(1000).buffer;
   await sleep(300);
   await ctx.close();
   done(got);
-})().catch((e) => done(String(e)));
 """
+)
 
 
 @pytest.fixture(scope="module")

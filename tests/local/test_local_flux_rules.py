@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tests.support.flux_rules import check_flux_order
 from vani.adapters.base import TurnEvent, TurnEventType
-from vani.adapters.local.flux_rules import check_flux_order
 from vani.adapters.local.turn_machine import (
     FRAME_S,
     Emit,

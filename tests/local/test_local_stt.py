@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from tests.local.conftest import TRANSCRIPTS, read_wav, run_stream, silence
+from tests.support.flux_rules import check_flux_order
+from tests.support.wer import wer, words
 from vani.adapters.base import SttOptions, TurnEventType
 from vani.adapters.local import inference_pool
-from vani.adapters.local.flux_rules import check_flux_order
-from vani.adapters.local.wer import wer, words
 
 E = TurnEventType
 # Measured WER on these files: Whisper tiny.en ~0.07. Thresholds leave a wide margin for CPU

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.support.wer import wer
 from vani.adapters.base import TtsOptions
 from vani.adapters.local.tts import EspeakTts, PiperTts, split_clauses
-from vani.adapters.local.wer import wer
 
 TEXT = "Sure, I can book a table for two at seven tomorrow evening. Would you like me to add a note about parking?"
 
