@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from vani.actors.control.host_pool import HostPool
+if TYPE_CHECKING:  # the table itself needs no Ray: unit tests build it alone
+    from vani.actors.control.host_pool import HostPool
 
 ORPHAN_GRACE_S = 15.0  # a placed session that never reached its host is forgotten after this
 
