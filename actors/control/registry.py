@@ -38,7 +38,7 @@ class Registry:
     def __init__(self, settings: dict[str, Any], link_secret: bytes) -> None:
         self.settings = Settings.from_dict(settings)
         configure_logging(self.settings.log_level)
-        # Created by deploy() and passed in (not made here), so a restarted registry keeps the secret its
+        # Created by start_registry() and passed in (not made here), so a restarted registry keeps the secret its
         # hosts and the gateway replicas already hold. Only Ray calls ever carry it.
         self._link_secret = link_secret
         self.pool = HostPool(self.settings, link_secret)

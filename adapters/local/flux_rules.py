@@ -1,4 +1,4 @@
-"""A checker for Deepgram Flux ``TurnInfo`` event ordering (wire-formats.md §1, DG-docs /docs/flux/state).
+"""A checker for Deepgram Flux ``TurnInfo`` event ordering (Deepgram's Flux docs: /docs/flux/state).
 
 Reusable by any STT provider or emulator: feed it the events one stream produced, in order, and it
 returns human-readable violations (empty list = the sequence is valid Flux).
