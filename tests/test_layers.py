@@ -1,7 +1,8 @@
 """The shape of the runtime packages, read from the source (no vani module is imported, no Ray).
 
 The import graph counts every import: inside functions and under ``TYPE_CHECKING`` too (the coupling is real
-even when Python tolerates it), absolute ``vani.*`` imports and relative ones alike. On it: no import circle,
+even when Python tolerates it), absolute ``vani.*`` imports and relative ones alike (not module names in strings:
+``cluster/cli.py`` loads its subcommands with ``importlib``, from the top). On it: no import circle,
 and no arrow running up the layers:
 
     cluster/config.py, cluster/logs.py   the ground: import nothing of vani
