@@ -53,8 +53,8 @@ class Settings:
     echo_delay_ms: float = 500.0
     max_frame_bytes: int = 65536
     outbound_cap_bytes: int = 131072
-    # Inbound audio waiting for the session (echo engine or STT), every mode: 128 KB = 4 s of 16 kHz PCM16
-    # at most; past that the session stops reading its link and backpressure reaches the client.
+    # Inbound audio waiting for the session's engine (echo, agent or transcription), every mode: 128 KB = 4 s
+    # of 16 kHz PCM16 at most; past that the session stops reading its link and backpressure reaches the client.
     inbound_ring_bytes: int = 131072
     # Flood guard, measured at the gateway on the client's own timeline: a connection may have sent at
     # most flood_burst_s + flood_rate x (seconds since it was accepted) of audio; past that it is closed
@@ -98,7 +98,7 @@ class Settings:
     tts_first_byte_timeout_s: float = 3.0  # past this the fallback tts takes over
     # --- end providers ---------------------------------------------------------------------
     # --- agent engine (actors/agent/engine.py) -----------------------------------------------------
-    # "agent" (STT -> LLM -> TTS voice agent), "echo" (phase-1 echo engine). WS /v2/flux/{id}
+    # "agent" (STT -> LLM -> TTS voice agent), "echo" (the echo engine). WS /v2/flux/{id}
     # always makes transcription-only ("flux") sessions.
     session_mode: str = "agent"
     agent_system_prompt: str = "You are a helpful voice assistant. Answer briefly, in plain spoken sentences."

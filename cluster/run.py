@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from vani.cluster.config import Settings
+from vani.cluster.logs import configure_logging
 
 log = logging.getLogger("vani")
 
@@ -87,23 +88,12 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
 
 def deploy(settings: Settings, timeout_s: float = 120.0) -> str:
     """Create the registry (and through it the session hosts) and run the gateway app; return its URL."""
-    import ray
     from ray import serve
 
-    from vani.actors.control.placement import registry_name
-    from vani.actors.control.registry import Registry
-    from vani.actors.wire import link_auth
+    from vani.actors.control.deploy import start_registry
     from vani.gateway.app import Gateway
 
-    registry = Registry.options(
-        name=registry_name(settings.app_name),
-        namespace=settings.namespace,
-        lifetime="detached",
-        get_if_exists=True,
-        num_cpus=0,
-        max_concurrency=10000,
-    ).remote(settings.to_dict(), link_auth.new_secret())  # ignored when the registry exists: it keeps its own
-    ray.get(registry.start.remote(), timeout=timeout_s)
+    start_registry(settings, timeout_s)
     serve.start(
         http_options={"host": settings.http_host, "port": settings.http_port},
         proxy_location="HeadOnly",
@@ -140,21 +130,15 @@ def wait_healthy(url: str, timeout_s: float) -> None:
 
 def undeploy(settings: Settings) -> None:
     """Delete the app and kill the registry and every host it created."""
-    import ray
     from ray import serve
 
-    from vani.actors.control.placement import registry_name
+    from vani.actors.control.deploy import stop_registry
 
     try:
         serve.delete(settings.app_name)
     except Exception as exc:  # already gone
         log.info("serve.delete: %r", exc)
-    try:
-        registry = ray.get_actor(registry_name(settings.app_name), namespace=settings.namespace)
-    except ValueError:
-        return
-    ray.get(registry.shutdown.remote(), timeout=30)
-    ray.kill(registry, no_restart=True)
+    stop_registry(settings)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -171,8 +155,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """``vani up``: run until Ctrl-C, then remove everything this command started."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = _settings(args)
+    configure_logging(settings.log_level)
     import ray
     from ray import serve
 

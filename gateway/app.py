@@ -15,17 +15,16 @@ Replicas are stateless: any replica reaches any session through the registry and
 # No `from __future__ import annotations` here: FastAPI must see real types through Serve's
 # class-based ingress (string annotations make it treat the WebSocket as a query parameter).
 
-import logging
 from typing import Any
 
-import ray
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import Response
 from ray import serve
 
-from vani.actors.control import placement
+from vani.actors.control.handle import registry_handle
 from vani.actors.metrics import session_metrics
 from vani.cluster.config import Settings
+from vani.cluster.logs import configure_logging
 from vani.gateway.flux_route import flux_socket, listen_socket
 from vani.gateway.session_route import session_socket
 from vani.gateway.status_view import status_response
@@ -38,17 +37,15 @@ app = FastAPI(title="vani", docs_url=None, redoc_url=None)
 @serve.ingress(app)
 class Gateway:
     def __init__(self, settings: dict[str, Any]) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         self.settings = Settings.from_dict(settings)
+        configure_logging(self.settings.log_level)
         self._registry = None
         self._closes = session_metrics().closes
 
     @property
     def registry(self) -> Any:
         if self._registry is None:
-            self._registry = ray.get_actor(
-                placement.registry_name(self.settings.app_name), namespace=self.settings.namespace
-            )
+            self._registry = registry_handle(self.settings)
         return self._registry
 
     @app.get("/healthz")

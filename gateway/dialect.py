@@ -1,7 +1,7 @@
 """What differs between the client routes: accepted text messages, error shape, audio gating, limits.
 
-- ``/v1/sessions/{id}`` in ``echo`` mode: phase-1 protocol.
-- ``/v1/sessions/{id}`` in ``agent`` mode: phase-1 messages plus ``playback``; assistant audio frames
+- ``/v1/sessions/{id}`` in ``echo`` mode: the session protocol (``actors/wire/protocol.py``).
+- ``/v1/sessions/{id}`` in ``agent`` mode: the same messages plus ``playback``; assistant audio frames
   pass through an ``AudioGate`` that drops frames of turns that are no longer current.
 - ``/v2/flux/{id}``: Deepgram Flux ``/v2/listen`` control messages and ``Error`` shape.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from vani.actors.wire import protocol
@@ -66,15 +66,13 @@ class Dialect:
     client_types: frozenset[str]
     error: Callable[..., str] = protocol.error
     gate: AudioGate | None = None
-    name: str = "echo"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def dialect_for(mode: str) -> Dialect:
     if mode == "flux":
-        return Dialect(FLUX_CLIENT_TYPES, flux_error, None, "flux")
+        return Dialect(FLUX_CLIENT_TYPES, flux_error)
     if mode == "agent":
-        return Dialect(protocol.CLIENT_TYPES | AGENT_CLIENT_TYPES, protocol.error, AudioGate(), "agent")
+        return Dialect(protocol.CLIENT_TYPES | AGENT_CLIENT_TYPES, protocol.error, AudioGate())
     return Dialect(protocol.CLIENT_TYPES)
 
 

@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from vani.actors.control.handle import link_secret
 from vani.actors.metrics import session_metrics
 from vani.actors.session.loop_lag import LoopLag
 from vani.actors.wire import client_json, link_auth, protocol
@@ -71,18 +72,6 @@ def authorized(settings: Settings, ws: HTTPConnection) -> bool:
     scheme, _, credential = ws.headers.get("authorization", "").partition(" ")
     token = credential if scheme.lower() in ("bearer", "token") else (tokens or [""])[0]
     return secrets.compare_digest(token.encode(), settings.api_key.encode())
-
-
-_SECRETS: dict[int, tuple[Any, bytes]] = {}  # id(registry handle) -> (handle, its link secret), per replica
-
-
-async def link_secret(registry: Any) -> bytes:
-    """The deployment's link secret, asked of the registry once per replica (a Ray call, never a URL)."""
-    known = _SECRETS.get(id(registry))
-    if known is None or known[0] is not registry:
-        known = (registry, await registry.link_secret.remote())
-        _SECRETS[id(registry)] = known
-    return known[1]
 
 
 async def open_link(

@@ -17,9 +17,11 @@ import psutil
 import pytest
 
 from tests.audio_frames import frame_seq, numbered_frame
-from tests.conftest import ROOT, free_port
+from tests.conftest import free_port
 from vani.client.session_client import VaniSession
 from vani.client.talk import read_pcm16, write_pcm16
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # `vani up` runs from the repository
 
 
 async def test_metrics_show_in_rays_metrics_endpoint(vani_cluster):

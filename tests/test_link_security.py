@@ -25,12 +25,13 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.agent_helpers import emulator_log, script
 from tests.audio_frames import numbered_frame
-from tests.conftest import ROOT, STRICT_KEY
+from tests.conftest import STRICT_KEY
 from vani.actors.control.placement import registry_name, session_actor_name
 from vani.actors.wire import link_auth, protocol
 from vani.client.session_client import VaniSession
 
 POLICY = 1008
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # subprocesses run from the repository
 
 
 def sid(prefix: str = "sec") -> str:

@@ -28,6 +28,7 @@ from vani.actors.wire.protocol import Close
 from vani.actors.wire.session_request import SessionRequest
 from vani.adapters.http_client import warm_up
 from vani.cluster.config import SessionLimits, Settings
+from vani.cluster.logs import configure_logging
 
 log = logging.getLogger("vani.host")
 
@@ -45,7 +46,7 @@ class SessionHost:
         settings: dict[str, Any],
         link_secret: bytes,
     ):
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        configure_logging(Settings.from_dict(settings).log_level)
         # Every session is built from the deployment's settings (given by the registry at spawn), never
         # from what a link says; links must prove they know the deployment's secret (actors/wire/link_auth.py).
         self.settings = Settings.from_dict(settings)

@@ -14,7 +14,7 @@ from vani.actors.wire.protocol import dumps
 
 AUDIO_HEADER = struct.Struct(">II")
 
-# Client -> server text types of agent sessions (in addition to the session messages: ping, mute, close, ...).
+# Client -> server text types of agent sessions (in addition to the session protocol's, protocol.CLIENT_TYPES).
 AGENT_CLIENT_TYPES = frozenset({"playback"})
 # Client -> server text types on WS /v2/flux/{id} (Deepgram Flux /v2/listen control messages).
 FLUX_CLIENT_TYPES = frozenset({"CloseStream", "Configure", "ForceEndTurn", "KeepAlive"})

@@ -1,4 +1,4 @@
-"""The emulators' messages match the schemas and real examples in docs' wire-formats reference (§1-§5)."""
+"""The emulators' messages match the schemas and real examples of the providers' docs (Deepgram, OpenAI, Workers AI)."""
 
 from __future__ import annotations
 
