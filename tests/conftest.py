@@ -12,7 +12,7 @@ prefix on one Serve HTTP port, so tests can use different limits without restart
   /mp3     like /agent, with MP3 TTS and a 96 KB inbound ring
   /overload echo delay 0, tight flood guard, admission by load (its hosts get stalled by the test)
 
-The phase-1 apps run ``session_mode="echo"``. The provider emulator runs in its own process on
+The session-protocol apps run ``session_mode="echo"``. The provider emulator runs in its own process on
 127.0.0.1 (``provider_emulator``), started before the cluster so the agent apps can point at it.
 """
 
@@ -105,7 +105,7 @@ APPS = {
     "local": dict(route_prefix="/local", session_mode="agent", flood_burst_s=0, session_ttl_s=5.0),
 }
 for _name, _app in APPS.items():
-    _app.setdefault("session_mode", "echo")  # phase-1 apps keep their echo meaning
+    _app.setdefault("session_mode", "echo")  # the session-protocol apps keep their echo meaning
 
 # The emulator's latency for tests: fast, so suites stay short (tests assert order, never speed).
 EMULATOR_LATENCY = "ttft_ms=20;tokens_per_s=400;ttfb_ms=20;rtf=0.02"

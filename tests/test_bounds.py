@@ -2,7 +2,7 @@
 
 The pipeline's LLM context (``ContextWindow``), its final transcripts (a ``deque`` of
 ``transcript_history_turns``), the session's per-turn audio clocks (``RecentTurns``), the tool executor's
-results cache (LRU) and the watchdog's fired list, built from ``Settings`` as ``actors/agent/pipeline.py`` and
+results cache (LRU) and the watchdog's fired list, built from ``Settings`` as ``actors/agent/conversation.py`` and
 ``actors/session/session.py`` build them. ``tests/test_agent_pipeline.py`` checks the same bounds on a live
 session through the cluster.
 """

@@ -1,6 +1,6 @@
 """The `cancelling` watchdog, on a real agent session in this process (no Ray) on the provider emulators.
 
-A session (``actors/session/session.py`` + ``actors/agent/pipeline.py``, real STT / LLM / TTS adapters over
+A session (``actors/session/session.py`` + ``actors/agent/engine.py``, real STT / LLM / TTS adapters over
 sockets to the emulator) is driven through its link interface, as a session host drives it. Today's adapters all let go
 at once when a turn is cancelled, so the turn gets one more task in its own scope that, like a provider
 slow to close its stream, takes 3 s to finish after the cancel: the conversation must not wait for it.
