@@ -166,6 +166,9 @@ class Settings:
         unknown = set(values) - set(known)
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        for name, allowed in CHOICES.items():
+            if name in values and values[name] not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {values[name]!r}")
         return Settings(**{k: _coerce(known[k], v) for k, v in values.items()})
 
     def replace(self, **changes: Any) -> Settings:
@@ -194,6 +197,11 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
     if value == "" and "None" in kind:
         return None
     return value
+
+
+# Settings with a fixed set of values: a typo fails at start-up, not at the first session.
+BARGE_IN_POLICIES = ("guarded", "immediate")  # actors/agent/barge_in_policy.py
+CHOICES: dict[str, tuple[str, ...]] = {"barge_in_policy": BARGE_IN_POLICIES}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Protocol
 
 from vani.adapters.base import TurnEvent, TurnEventType
+from vani.cluster.config import BARGE_IN_POLICIES
 
 BACKCHANNELS = frozenset(
     {
@@ -110,7 +111,7 @@ class ImmediateBargeIn:
         pass
 
 
-POLICIES = ("guarded", "immediate")
+POLICIES = BARGE_IN_POLICIES  # (the setting is checked against them when settings load)
 
 
 def make_policy(name: str, min_ms: float = 400.0, min_words: int = 2) -> BargeInPolicy:

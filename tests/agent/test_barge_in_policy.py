@@ -188,3 +188,11 @@ def test_make_policy_by_name():
 def test_make_policy_refuses_unknown_names(name: str):
     with pytest.raises(ValueError, match=r"barge_in_policy must be one of \('guarded', 'immediate'\)"):
         make_policy(name)
+
+
+def test_an_unknown_policy_fails_when_settings_load():
+    from vani.cluster.config import Settings
+
+    with pytest.raises(ValueError, match="barge_in_policy must be one of guarded, immediate"):
+        Settings.load(env={"VANI_BARGE_IN_POLICY": "sometimes"})
+    assert Settings.load(env={"VANI_BARGE_IN_POLICY": "immediate"}).barge_in_policy == "immediate"
