@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -103,11 +104,26 @@ def machine() -> dict[str, Any]:
         "load_avg": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_commit": git_commit(),
     }
 
 
+def git_commit() -> str | None:
+    """The commit measured (``+dirty`` when the tree had uncommitted changes), or None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def write_json(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``load/results/<name>.json`` (gitignored) and return its path."""
+    """Write ``load/results/<name>.json`` and return its path (commit the results a README or an issue note
+    cites; the machine block says on which commit and how loaded the box was)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2, default=str))
