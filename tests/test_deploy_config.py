@@ -56,3 +56,14 @@ def test_a_broken_config_is_rejected():
     schema = json.loads(SCHEMA.read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"cluster_name": "vani"}, schema)
+
+
+def test_every_node_runs_vanis_proxy_hook(config):
+    """The ingress fixes run in each node's Serve proxy only if that node's `ray start` names the hook."""
+    from vani.cluster.run import PROXY_CALLBACK_ENV
+
+    ((key, value),) = PROXY_CALLBACK_ENV.items()
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        start = next(c for c in commands if "ray start" in c)
+        assert f"{key}={value}" in start
+        assert start.index(key) < start.index("ray start")
