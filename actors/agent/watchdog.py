@@ -10,33 +10,38 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from vani.actors.clock import Clock, Timer
 
 
 class Watchdog:
+    """Kicks are cheap: a kick only moves the timer's deadline (one per inbound audio frame); the one clock timer
+    of a watchdog, when it runs out early, re-arms itself for what is left instead of being replaced per kick."""
+
     def __init__(self, on_fire: Callable[[str], None], clock: Clock) -> None:
         self._on_fire = on_fire
         self._clock = clock
-        self._timers: dict[str, tuple[float, Timer]] = {}
+        self._timers: dict[str, _Armed] = {}
         self.fired: deque[str] = deque(maxlen=32)  # the most recent firings (snapshot)
 
     def arm(self, name: str, seconds: float) -> None:
         """(Re)start timer ``name``; ``seconds <= 0`` means this watchdog is off."""
         self.disarm(name)
         if seconds > 0:
-            self._timers[name] = (seconds, self._clock.call_later(seconds, self._fire, name))
+            deadline = self._clock.now() + seconds
+            self._timers[name] = _Armed(seconds, deadline, self._clock.call_later(seconds, self._due, name))
 
     def kick(self, name: str) -> None:
         """Progress: restart ``name`` with its period, if armed."""
         armed = self._timers.get(name)
         if armed is not None:
-            self.arm(name, armed[0])
+            armed.deadline = self._clock.now() + armed.period
 
     def disarm(self, name: str) -> None:
         armed = self._timers.pop(name, None)
         if armed is not None:
-            armed[1].cancel()
+            armed.timer.cancel()
 
     def disarm_all(self) -> None:
         for name in list(self._timers):
@@ -45,7 +50,21 @@ class Watchdog:
     def armed(self, name: str) -> bool:
         return name in self._timers
 
-    def _fire(self, name: str) -> None:
-        self._timers.pop(name, None)
+    def _due(self, name: str) -> None:
+        armed = self._timers.get(name)
+        if armed is None:
+            return
+        left = armed.deadline - self._clock.now()
+        if left > 1e-9:  # kicked since: wait for the rest of the period
+            armed.timer = self._clock.call_later(left, self._due, name)
+            return
+        del self._timers[name]
         self.fired.append(name)
         self._on_fire(name)
+
+
+@dataclass
+class _Armed:
+    period: float
+    deadline: float
+    timer: Timer

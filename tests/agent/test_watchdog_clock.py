@@ -189,3 +189,29 @@ async def test_on_fire_may_rearm_and_fired_keeps_the_latest_32():
     assert len(wd.fired) == 32 and set(wd.fired) == {"tick"}
     assert wd.armed("tick")
     wd.disarm_all()
+
+
+class CountingClock(ManualClock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers_made = 0
+
+    def call_later(self, delay, fn, *args):  # type: ignore[no-untyped-def]
+        self.timers_made += 1
+        return super().call_later(delay, fn, *args)
+
+
+async def test_kicks_move_the_deadline_without_new_timers():
+    """One kick per inbound audio frame: it must not cancel and create a clock timer each time."""
+    clock = CountingClock()
+    fired: list[str] = []
+    wd = Watchdog(fired.append, clock)
+    wd.arm("turn_no_audio", 3.0)
+    for _ in range(100):
+        await clock.advance(0.02)
+        wd.kick("turn_no_audio")
+    assert clock.timers_made == 1 and not fired  # 2 s of kicks: still the one timer, not fired
+    await clock.advance(2.9)
+    assert not fired and clock.timers_made == 2  # it ran out at 3 s and re-armed itself for the rest
+    await clock.advance(0.2)
+    assert fired == ["turn_no_audio"] and clock.pending == 0
