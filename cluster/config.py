@@ -126,6 +126,10 @@ class Settings:
     # Assistant audio is sent at most this far ahead of real-time playback, so what was sent is
     # (within this lead) what was heard, and a barge-in has little to flush.
     playout_lead_ms: float = 300.0
+    # A turn's first assistant.text is sent at once; later LLM tokens are sent together at most this often
+    # (one event instead of one per token: the host, gateway and client each handle ~6x fewer messages at
+    # 60 tokens/s). 0 = one assistant.text per token.
+    assistant_text_interval_ms: float = 100.0
     # After a turn's first audio frame (sent at once), PCM is sent in frames of at least this much audio:
     # TTS streams small chunks (Aura: ~40 ms) and every frame costs CPU on the host, gateway and proxy.
     # Inside the playout lead this adds no delay the user hears. 0 = one frame per TTS chunk.

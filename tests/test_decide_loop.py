@@ -396,3 +396,37 @@ async def test_backchannel_resumes_the_paused_reply(make):
     audio = h.of("audio")
     assert [m["index"] for m in audio] == list(range(len(audio)))  # nothing repeated or lost
     assert h.engine.conv.stats["backchannels"] == 1
+
+
+async def test_assistant_text_is_sent_at_once_then_batched(make):
+    reply = "one two three four five six seven eight nine ten"
+    per_token = make([reply], assistant_text_interval_ms=0)
+    batched = make([reply])  # the default: the first text at once, then at most every 100 ms
+    for h in (per_token, batched):
+        await settle_engine(h)
+        await h.user_turn("count")
+        await h.step(0.05)
+    assert [m["text"] for m in per_token.of("assistant.text")] == ["one", *(f" {w}" for w in reply.split()[1:])]
+    texts = [m["text"] for m in batched.of("assistant.text")]
+    assert texts == ["one"]  # the rest waits (50 ms into the turn)
+    await batched.step(0.06)
+    assert [m["text"] for m in batched.of("assistant.text")] == ["one", reply[3:]]  # one event for the rest
+    for h in (per_token, batched):
+        await h.step(2.0)
+        kinds = [m["type"] for m in h.sent]
+        assert kinds.index("assistant.message") > max(i for i, k in enumerate(kinds) if k == "assistant.text")
+        assert "".join(m["text"] for m in h.of("assistant.text")) == reply
+
+
+async def test_pending_text_reaches_the_client_before_an_interrupted_turns_summary(make):
+    reply = "one two three four five six seven eight nine ten"
+    h = make([reply, "Ok."], assistant_text_interval_ms=10_000, audio_frame_ms=0)
+    await settle_engine(h)
+    await h.user_turn("count")
+    await h.step(0.3)
+    assert [m["text"] for m in h.of("assistant.text")] == ["one"]  # the rest is pending (10 s interval)
+    await h.say(TurnEventType.START_OF_TURN, "", 10.0, 10.0)
+    await h.say(TurnEventType.UPDATE, "no stop please", 10.0, 10.5)
+    kinds = [m["type"] for m in h.sent]
+    assert "".join(m["text"] for m in h.of("assistant.text")) == reply
+    assert kinds.index("assistant.message") > max(i for i, k in enumerate(kinds) if k == "assistant.text")

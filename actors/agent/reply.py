@@ -95,11 +95,33 @@ async def _think(ctx: AgentContext, turn: TurnHandle, messages: list[ChatMessage
 
 
 def emit_token(ctx: AgentContext, turn: TurnHandle, text: str) -> None:
-    """Send one released token to the client and to the chunker (synchronous)."""
+    """One released token to the chunker, and to the client (synchronous).
+
+    The turn's first text goes out at once; later tokens are sent together at most every
+    ``assistant_text_interval_ms`` (one event, one JSON encode and one send per hop instead of one per token;
+    0 = one event per token). ``flush_text`` sends what is pending: the timer, and the turn's end.
+    """
     turn.text += text
-    ctx.send(ap.event("assistant.text", turn_id=turn.turn_id, text=text))
-    for piece in turn.io.chunker.feed(text):
+    io, interval = turn.io, ctx.settings.assistant_text_interval_ms / 1000.0
+    if interval <= 0 or not io.text_sent:
+        io.text_sent = True
+        ctx.send(ap.event("assistant.text", turn_id=turn.turn_id, text=text))
+    else:
+        io.text_pending += text
+        if io.text_timer is None:
+            io.text_timer = ctx.clock.call_later(interval, flush_text, ctx, turn)
+    for piece in io.chunker.feed(text):
         _piece_ready(ctx, turn, piece)
+
+
+def flush_text(ctx: AgentContext, turn: TurnHandle) -> None:
+    io = turn.io
+    if io.text_timer is not None:
+        io.text_timer.cancel()
+        io.text_timer = None
+    if io.text_pending:
+        text, io.text_pending = io.text_pending, ""
+        ctx.send(ap.event("assistant.text", turn_id=turn.turn_id, text=text))
 
 
 def _piece_ready(ctx: AgentContext, turn: TurnHandle, piece: str) -> None:

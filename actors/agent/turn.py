@@ -18,7 +18,7 @@ from typing import Any
 
 from vani.actors.agent.chunker import SpeakableChunker
 from vani.actors.agent.playback import Playback
-from vani.actors.clock import Clock
+from vani.actors.clock import Clock, Timer
 from vani.adapters.base import ChatMessage
 
 
@@ -59,6 +59,9 @@ class TurnIO:
 
     chunker: SpeakableChunker
     pieces: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    text_sent: bool = False  # the turn's first assistant.text went out (it never waits)
+    text_pending: str = ""  # released tokens not sent yet (``assistant_text_interval_ms``)
+    text_timer: Timer | None = None
 
 
 class TurnHandle:

@@ -13,7 +13,7 @@ from vani.actors.agent.barge_in import stopped_at
 from vani.actors.agent.bounds import ContextWindow
 from vani.actors.agent.chunker import SpeakableChunker
 from vani.actors.agent.context import AgentContext
-from vani.actors.agent.reply import run_turn
+from vani.actors.agent.reply import flush_text, run_turn
 from vani.actors.agent.turn import TurnHandle, TurnKind
 from vani.actors.wire import agent as wire
 from vani.adapters.base import ChatMessage, TurnEvent
@@ -52,6 +52,7 @@ class Turns:
 
     def end(self, turn: TurnHandle, last_audio_sent: float | None) -> None:
         """History, client summary and LatencyReport for a finished or interrupted turn."""
+        flush_text(self.ctx, turn)  # every released token reaches the client before the turn's summary
         heard = turn.heard_text()
         self.history += turn.added
         if heard or turn.interrupted:
