@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from vani.actors.agent.barge_in import audio_arrival
+from vani.actors.agent.listener import BYTES_PER_S
 from vani.actors.agent.machine import ConversationMachine
 from vani.actors.agent.playback import Playback
 from vani.actors.agent.reply import pace
+from vani.actors.agent.speech_clock import moment_of
 from vani.actors.clock import LoopClock
 from vani.actors.fsm import InvalidEvent
 from vani.actors.session.outbound import OutboundQueue
@@ -167,6 +168,11 @@ async def test_producer_holds_while_paused_and_goes_on_after_resume():
     assert not held.done()
     turn.resume(clock.now())
     await asyncio.wait_for(held, 5)
+
+
+def audio_arrival(clock: list[tuple[int, float]], audio_s: float) -> float | None:
+    """What ``Listener.arrival_of(audio_s, starts=True)`` answers for the audio clock ``clock``."""
+    return moment_of(clock, audio_s, BYTES_PER_S, starts=True)
 
 
 def test_speech_start_on_the_audio_timeline():

@@ -23,23 +23,15 @@ sent and the ``audio.pause``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from vani.actors.agent import speech_clock
 from vani.actors.agent.context import AgentContext
 from vani.actors.agent.turn import TurnHandle
 from vani.actors.clock import Timer
 from vani.actors.wire import agent as wire
 from vani.adapters.base import TurnEvent
 
-BYTES_PER_S = 32000  # inbound audio: 16 kHz mono PCM16
 HELD_WATCHDOGS = ("tts_stall",)  # stall watchdogs of the reply: suspended while paused, re-armed on resume
-
-
-def audio_arrival(clock: Iterable[tuple[int, float]], audio_s: float) -> float | None:
-    """When the user's speech starting at stream time ``audio_s`` was spoken (actors/agent/speech_clock.py)."""
-    return speech_clock.moment_of(clock, audio_s, BYTES_PER_S, starts=True)
 
 
 def stopped_at(turn: TurnHandle, last_sent: float | None) -> float | None:
@@ -64,7 +56,7 @@ class PauseControl:
         turn.playback.pause(now)
         ctx.outbound.hold_audio()
         ctx.send(wire.event("audio.pause", turn_id=turn.turn_id))
-        start = audio_arrival(ctx.listener.audio_clock, ev.audio_window_start)
+        start = ctx.listener.arrival_of(ev.audio_window_start, starts=True)
         turn.timings.interrupt_event = min(start or arrived or now, now)
         turn.timings.output_paused = now
         self._held = [name for name in HELD_WATCHDOGS if ctx.watchdog.armed(name)]

@@ -15,7 +15,7 @@ from typing import Any
 from vani.actors.agent import watchdogs
 from vani.actors.agent.barge_in import PauseControl
 from vani.actors.agent.barge_in_policy import make_policy
-from vani.actors.agent.bounds import ContextWindow, RecentTurns
+from vani.actors.agent.bounds import ContextWindow
 from vani.actors.agent.context import AgentContext
 from vani.actors.agent.machine import ASSISTANT, ConversationMachine
 from vani.actors.agent.reply import emit_token
@@ -40,8 +40,6 @@ class Conversation:
         self.turn: TurnHandle | None = None
         self.discarded: TurnHandle | None = None  # a speculative turn still letting go of its tasks
         self.user_turn_open = False  # between the user's StartOfTurn and EndOfTurn (STT's view, not ours)
-        # turn id -> when its last audio frame left on the link (barge-in stop latency); live turns only
-        self.last_audio_sent = RecentTurns(keep=4)
 
     # ------------------------------------------------------------------ conditions
     def is_agent(self, *_: Any) -> bool:
@@ -107,7 +105,7 @@ class Conversation:
 
     def finish_reply(self, *_: Any) -> None:
         assert self.turn is not None
-        self.turns.end(self.turn, self.last_audio_sent.get(self.turn.turn_id))
+        self.turns.end(self.turn)
 
     def on_conversation_change(self, source: str, dest: str, event: str) -> None:
         self.ctx.send(

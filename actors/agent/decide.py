@@ -14,7 +14,7 @@ from typing import Any
 
 from vani.actors.agent.barge_in_policy import Verdict
 from vani.actors.agent.conversation import Conversation, turn_id
-from vani.actors.agent.machine import REPLY
+from vani.actors.agent.machine import REPLY, STT_EVENT, user_turn_event
 from vani.actors.agent.turn import TurnHandle, TurnKind
 from vani.actors.agent.watchdogs import EXPECTED
 from vani.actors.fsm import InvalidEvent
@@ -22,14 +22,6 @@ from vani.actors.wire import agent as wire
 from vani.adapters.base import TurnEvent, TurnEventType
 
 log = logging.getLogger("vani.decide")
-
-STT_EVENT = {
-    TurnEventType.START_OF_TURN: "TURN_START",
-    TurnEventType.UPDATE: "TRANSCRIPT_PARTIAL",
-    TurnEventType.EAGER_END_OF_TURN: "EAGER_EOT",
-    TurnEventType.TURN_RESUMED: "TURN_RESUMED",
-    TurnEventType.END_OF_TURN: "TRANSCRIPT_FINAL",
-}
 
 
 async def step(conv: Conversation, kind: str, data: Any) -> None:
@@ -54,18 +46,13 @@ async def on_stt(conv: Conversation, ev: TurnEvent, arrived: float) -> None:
     t, state = ev.event, conv.conv_state
     if state in REPLY:  # user speech during a reply: pause first, decide after
         await on_overlap(conv, ev, arrived)
-    elif t is TurnEventType.START_OF_TURN:
-        conv.user_turn_open = True
-        conv.machine.fire("TURN_START", ev)
-    elif t is TurnEventType.END_OF_TURN:
-        conv.user_turn_open = False
-        conv.machine.fire("TRANSCRIPT_FINAL", ev, arrived)
-    elif not conv.user_turn_open:
-        return  # an Update outside any turn: nothing to decide
-    else:
-        conv.machine.fire(STT_EVENT[t], ev)
-        if t is TurnEventType.TURN_RESUMED and state == "speculating":
-            await reap_discarded(conv)
+        return
+    event = user_turn_event(conv, ev)
+    if event is None:
+        return
+    conv.machine.fire(event, ev, arrived)
+    if t is TurnEventType.TURN_RESUMED and state == "speculating":
+        await reap_discarded(conv)
 
 
 async def on_overlap(conv: Conversation, ev: TurnEvent, arrived: float) -> None:
@@ -145,4 +132,4 @@ async def wait_cancelled(conv: Conversation, turn: TurnHandle) -> None:
 
 
 def end_turn(conv: Conversation, turn: TurnHandle) -> None:
-    conv.turns.end(turn, conv.last_audio_sent.get(turn.turn_id))
+    conv.turns.end(turn)

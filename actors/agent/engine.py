@@ -81,7 +81,7 @@ class AgentEngine(ListeningEngine):
 
     def on_frame_sent(self, frame: bytes) -> None:
         turn_id, _ = wire.AUDIO_HEADER.unpack_from(frame)
-        self.conv.last_audio_sent[turn_id] = self.io.clock.now()
+        self.conv.turns.last_audio_sent[turn_id] = self.io.clock.now()
 
     def snapshot(self) -> dict[str, Any]:
         conv, tools = self.conv, self.ctx.tools
@@ -95,7 +95,7 @@ class AgentEngine(ListeningEngine):
             "tool_results": len(tools),
             "stats": dict(conv.stats),
             "watchdogs_fired": list(self.watchdog.fired),
-            "live_turn_clocks": len(conv.last_audio_sent),
+            "live_turn_clocks": len(conv.turns.last_audio_sent),
         }
 
     async def aclose(self) -> None:

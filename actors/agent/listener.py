@@ -8,13 +8,14 @@ so a point on the audio timeline (a word's end, a speech start) maps to the mome
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from vani.actors.agent import speech_clock
 from vani.actors.session.engine import SessionIO
-from vani.adapters.base import SttOptions, SttProvider, SttStream
+from vani.adapters.base import ProviderError, SttOptions, SttProvider, SttStream
 
 BYTES_PER_S = 32000  # inbound audio: 16 kHz mono PCM16
 
@@ -66,6 +67,12 @@ class Listener:
         async for ev in self.stt.events():
             self._post("stt", (ev, self.io.clock.now()))
         self._post("stt_closed", None)
+
+    async def force_end_turn(self) -> None:
+        """Flux ``ForceEndTurn`` (a failure is the STT reader's to report)."""
+        if self.stt is not None:
+            with contextlib.suppress(ProviderError):
+                await self.stt.force_end_turn()
 
     def close_stream(self) -> None:
         self._close_requested = True

@@ -55,6 +55,7 @@ from __future__ import annotations
 from typing import Any
 
 from vani.actors.fsm import StateMachine
+from vani.adapters.base import TurnEvent, TurnEventType
 
 STATES: list[Any] = [
     "idle",
@@ -132,6 +133,26 @@ TRANSITIONS: list[dict[str, Any]] = [
 ]
 
 _QUIET = {"AUDIO_FRAME", "TRANSCRIPT_PARTIAL"}
+
+STT_EVENT = {
+    TurnEventType.START_OF_TURN: "TURN_START",
+    TurnEventType.UPDATE: "TRANSCRIPT_PARTIAL",
+    TurnEventType.EAGER_END_OF_TURN: "EAGER_EOT",
+    TurnEventType.TURN_RESUMED: "TURN_RESUMED",
+    TurnEventType.END_OF_TURN: "TRANSCRIPT_FINAL",
+}
+
+
+def user_turn_event(model: Any, ev: TurnEvent) -> str | None:
+    """Track the STT's user turn on ``model.user_turn_open``; the machine event for ``ev``, or None for an
+    Update outside any turn (nothing to decide)."""
+    if ev.event is TurnEventType.START_OF_TURN:
+        model.user_turn_open = True
+    elif ev.event is TurnEventType.END_OF_TURN:
+        model.user_turn_open = False
+    elif not model.user_turn_open:
+        return None
+    return STT_EVENT[ev.event]
 
 
 class ConversationMachine(StateMachine):

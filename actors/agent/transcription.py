@@ -13,21 +13,13 @@ import contextlib
 from typing import Any
 
 from vani.actors.agent.listening import ListeningEngine
-from vani.actors.agent.machine import ConversationMachine
+from vani.actors.agent.machine import ConversationMachine, user_turn_event
 from vani.actors.fsm import InvalidEvent
 from vani.actors.session.engine import SessionIO
 from vani.actors.wire.agent import FLUX_CLIENT_TYPES
-from vani.adapters.base import ProviderError, TurnEvent, TurnEventType
+from vani.adapters.base import ProviderError, TurnEvent
 from vani.adapters.factory import Providers
 from vani.cluster.config import Settings
-
-USER_TURN_EVENT = {
-    TurnEventType.START_OF_TURN: "TURN_START",
-    TurnEventType.UPDATE: "TRANSCRIPT_PARTIAL",
-    TurnEventType.EAGER_END_OF_TURN: "EAGER_EOT",
-    TurnEventType.TURN_RESUMED: "TURN_RESUMED",
-    TurnEventType.END_OF_TURN: "TRANSCRIPT_FINAL",
-}
 
 
 class Transcript:
@@ -74,13 +66,9 @@ class TranscriptionEngine(ListeningEngine):
             elif kind == "stt":
                 ev, arrived = data
                 self.flux.send(ev.to_flux())
-                if ev.event is TurnEventType.START_OF_TURN:
-                    model.user_turn_open = True
-                elif ev.event is TurnEventType.END_OF_TURN:
-                    model.user_turn_open = False
-                elif not model.user_turn_open:
-                    return  # an Update outside any turn
-                machine.fire(USER_TURN_EVENT[ev.event], ev, arrived)
+                event = user_turn_event(model, ev)
+                if event is not None:
+                    machine.fire(event, ev, arrived)
 
     def provider_failed(self, exc: ProviderError) -> None:
         self.flux.provider_error(exc)
@@ -120,9 +108,7 @@ class TranscriptionEngine(ListeningEngine):
         if not self.model.user_turn_open:
             self.flux.no_active_turn()
             return
-        if self.listener.stt is not None:
-            with contextlib.suppress(ProviderError):
-                await self.listener.stt.force_end_turn()
+        await self.listener.force_end_turn()
 
     def snapshot(self) -> dict[str, Any]:
         return {**super().snapshot(), "conversation": self.model.conv_state}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from vani.actors import tracing
 from vani.actors.agent import latency_report
 from vani.actors.agent.barge_in import stopped_at
-from vani.actors.agent.bounds import ContextWindow
+from vani.actors.agent.bounds import ContextWindow, RecentTurns
 from vani.actors.agent.chunker import SpeakableChunker
 from vani.actors.agent.context import AgentContext
 from vani.actors.agent.reply import flush_text, run_turn
@@ -23,6 +23,8 @@ class Turns:
     def __init__(self, ctx: AgentContext, history: ContextWindow, stats: dict[str, int]) -> None:
         self.ctx, self.history, self.stats = ctx, history, stats
         self.next_id = 1
+        # turn id -> when its last audio frame left on the link (barge-in stop latency); live turns only
+        self.last_audio_sent = RecentTurns(keep=4)
 
     def start(self, user_text: str, *, speculative: bool = False, kind: TurnKind = TurnKind.REPLY) -> TurnHandle:
         """A new turn, its reply running in its own scope (one LLM stream per session at a time)."""
@@ -50,7 +52,7 @@ class Turns:
         end_s = ev.words[-1].end if ev.words and ev.words[-1].end is not None else ev.audio_window_end
         turn.timings.user_end_of_speech = self.ctx.listener.arrival_of(end_s) or turn.timings.end_of_turn
 
-    def end(self, turn: TurnHandle, last_audio_sent: float | None) -> None:
+    def end(self, turn: TurnHandle) -> None:
         """History, client summary and LatencyReport for a finished or interrupted turn."""
         flush_text(self.ctx, turn)  # every released token reaches the client before the turn's summary
         heard = turn.heard_text()
@@ -58,7 +60,7 @@ class Turns:
         if heard or turn.interrupted:
             content = f"{heard} [interrupted]".strip() if turn.interrupted else heard
             self.history.append(ChatMessage("assistant", content))
-        turn.timings.interrupt_stopped = stopped_at(turn, last_audio_sent)
+        turn.timings.interrupt_stopped = stopped_at(turn, self.last_audio_sent.get(turn.turn_id))
         self.ctx.send(
             wire.event(
                 "assistant.message",

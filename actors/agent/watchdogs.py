@@ -20,16 +20,13 @@ decide step is waiting there), so it fires in place.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Protocol
 
 from vani.actors.agent.context import AgentContext
-from vani.actors.agent.listener import Listener
 from vani.actors.agent.machine import ASSISTANT
 from vani.actors.agent.turn import TurnHandle, TurnKind, TurnOutcome
 from vani.actors.wire import agent as wire
-from vani.adapters.base import ProviderError
 
 log = logging.getLogger("vani.watchdogs")
 
@@ -79,23 +76,16 @@ def on_change(conv: Conversation, source: str, dest: str) -> None:
         wd.disarm("tts_stall")
 
 
-async def force_end_turn(listener: Listener) -> None:
-    """Flux ``ForceEndTurn`` (a failure is the STT reader's to report)."""
-    if listener.stt is not None:
-        with contextlib.suppress(ProviderError):
-            await listener.stt.force_end_turn()
-
-
 def fired(conv: Conversation, name: str) -> None:
     """The ``WATCHDOG`` transition's action (synchronous): act, then tell the client."""
     ctx, turn = conv.ctx, conv.turn
     outcome = OUTCOME[name]
     turn_id = None if turn is None else turn.turn_id
     if name == "turn_no_audio":
-        ctx.spawn(force_end_turn(ctx.listener), "force-end")
+        ctx.spawn(ctx.listener.force_end_turn(), "force-end")
     elif name == "speculating":
         conv.discard_speculation()  # nothing of it reached the client
-        ctx.spawn(force_end_turn(ctx.listener), "force-end")
+        ctx.spawn(ctx.listener.force_end_turn(), "force-end")
     elif name == "cancelling":
         log.warning(
             "session=%s turn %s still running %.1f s after cancel",
