@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--mode", choices=["sharded", "actor"], default=None, help="session placement mode")
     up.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard")
     up.add_argument(
-        "--ingress", choices=["proxy", "haproxy"], default=None, help="gateway path (default proxy; see load/README.md)"
+        "--ingress", choices=["haproxy", "proxy"], default=None, help="gateway path (default haproxy; see README)"
     )
     up.set_defaults(func=_lazy("vani.cluster.run", "cmd_up"))
 

@@ -32,14 +32,25 @@ class Settings:
     bind_host: str = "127.0.0.1"
     http_port: int = 8000
     route_prefix: str = "/"
-    gateway_replicas: int = 1
+    # Gateway replicas (gateway/scaling.py). 0 = Serve autoscaling on ongoing connections (each client
+    # WebSocket is one): at least gateway_replicas_per_node on every alive node and at least
+    # gateway_min_replicas, one more whenever the replicas average gateway_target_connections, at most
+    # gateway_max_replicas. A number > 0 = exactly that many replicas, no autoscaling (benchmarks).
+    gateway_replicas: int = 0
+    gateway_replicas_per_node: int = 1
+    gateway_min_replicas: int = 1
+    gateway_max_replicas: int = 32
+    gateway_target_connections: int = 200
+    # A replica that autoscaling removes stops taking connections and keeps its open ones this long
+    # (Serve's graceful shutdown) before it is stopped; sessions cut then resume with their tokens.
+    gateway_drain_s: float = 600.0
     # How client traffic reaches the gateway replicas (load/README.md has the measurements):
-    #   proxy    Serve's HTTP proxy on http_port (default)
-    #   haproxy  Serve's HAProxy mode: HAProxy on http_port balances to each replica's own server; one
-    #            fixed port like the proxy, near-direct cost (100 sessions x 80 ms: added p95 24 ms vs 703)
+    #   haproxy  Serve's HAProxy mode (default): HAProxy on http_port on every node with gateway replicas
+    #            balances to each replica's own server; one fixed port per node, the cheapest path
+    #   proxy    Serve's HTTP proxy on http_port on every node with replicas (each message is a Ray call)
     # Only a Ray that vani starts itself (`vani up` without --address) can be switched: the mode is
-    # read from the environment when Ray starts (RAY_SERVE_ENABLE_HA_PROXY=1 on an existing cluster).
-    ingress: str = "proxy"
+    # read from the environment when Ray starts (RAY_SERVE_ENABLE_HA_PROXY=1 on each node's `ray start`).
+    ingress: str = "haproxy"
     dashboard: bool = True
     dashboard_port: int = 8265
     metrics_export_port: int = 0  # 0 = let Ray choose
@@ -205,7 +216,8 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
 
 # Settings with a fixed set of values: a typo fails at start-up, not at the first session.
 BARGE_IN_POLICIES = ("guarded", "immediate")  # actors/agent/barge_in_policy.py
-CHOICES: dict[str, tuple[str, ...]] = {"barge_in_policy": BARGE_IN_POLICIES}
+INGRESSES = ("haproxy", "proxy", "direct")  # cluster/run.py (direct: benchmarks only)
+CHOICES: dict[str, tuple[str, ...]] = {"barge_in_policy": BARGE_IN_POLICIES, "ingress": INGRESSES}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
+import sysconfig
 import threading
 import time
 from typing import Any
@@ -25,10 +27,31 @@ log = logging.getLogger("vani")
 # and absolute-form targets (gateway/ingress_guard.py). Set in Ray's environment before Ray starts.
 PROXY_CALLBACK_ENV = {"RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "vani.gateway.ingress_guard.proxy_callback"}
 
+
+def _haproxy_env() -> dict[str, str]:
+    # Each node's HAProxy takes at most RAY_SERVE_HAPROXY_MAXCONN connections (Serve's default 4096; a
+    # higher value needs ulimit -n above twice that, or HAProxy refuses to start).
+    env = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    # HAProxy with its stats / Prometheus listeners on loopback (gateway/haproxy_bind.py).
+    wrapper = os.path.join(sysconfig.get_path("scripts"), "vani-haproxy")
+    if os.access(wrapper, os.X_OK):
+        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = wrapper
+    return env
+
+
+HAPROXY_PORT_ENV = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 # Serve reads these when Ray starts (its controller and proxies inherit the environment).
 INGRESS_ENV: dict[str, dict[str, str]] = {
-    "proxy": {},
-    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1"},
+    "haproxy": _haproxy_env(),
+    "proxy": {"RAY_SERVE_ENABLE_HA_PROXY": "0"},
     "direct": {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1"},  # benchmarks only: a port per replica
 }
 
@@ -63,8 +86,7 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
     if ray.is_initialized():
         return {"dashboard_url": None}
     if settings.address:
-        if settings.ingress != "proxy":
-            log.warning("ingress=%s is set by the cluster's environment, not by vani", settings.ingress)
+        log.info("joining %s: its ingress mode is set by each node's `ray start` environment", settings.address)
         ctx = ray.init(address=settings.address, namespace=settings.namespace, log_to_driver=False)
     else:
         kwargs: dict[str, Any] = {
@@ -79,6 +101,11 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
         if settings.metrics_export_port:
             kwargs["_metrics_export_port"] = settings.metrics_export_port
         os.environ.update(INGRESS_ENV[settings.ingress])  # before Ray starts: its processes inherit it
+        if settings.ingress == "haproxy":
+            # HAProxy's stats and Prometheus listeners (on loopback, gateway/haproxy_bind.py) on free ports,
+            # not Serve's fixed 8404 / 9101: a second Ray on this machine must not collide with this one.
+            for key in HAPROXY_PORT_ENV:
+                os.environ.setdefault(key, str(free_port(node_ip or "127.0.0.1")))
         for key, value in PROXY_CALLBACK_ENV.items():
             os.environ.setdefault(key, value)
         ctx = ray.init(**kwargs)
@@ -88,21 +115,20 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
 
 def deploy(settings: Settings, timeout_s: float = 120.0) -> str:
     """Create the registry (and through it the session hosts) and run the gateway app; return its URL."""
+    import ray
     from ray import serve
 
     from vani.actors.control.deploy import start_registry
     from vani.gateway.app import Gateway
+    from vani.gateway.scaling import deployment_options
 
     start_registry(settings, timeout_s)
     serve.start(
         http_options={"host": settings.http_host, "port": settings.http_port},
-        proxy_location="HeadOnly",
+        proxy_location="EveryNode",  # an entrance on every node that holds gateway replicas
     )
-    gateway = Gateway.options(
-        name=f"{settings.app_name}-gateway",
-        num_replicas=settings.gateway_replicas,
-        ray_actor_options={"num_cpus": 0},
-    )
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    gateway = Gateway.options(**deployment_options(settings, nodes))
     serve.run(gateway.bind(settings.to_dict()), name=settings.app_name, route_prefix=settings.route_prefix)
     url = base_url(settings)
     wait_healthy(url, timeout_s)
@@ -220,6 +246,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"app {st['app']}  mode {st['placement_mode']}  sessions {st['sessions']}/{st['max_sessions']}"
         f"  refused {st['refused']}  nodes {len(st['nodes'])}"
     )
+    print(f"{'node':<14} {'entrance':<10} {'address':<22} {'replicas':>8} {'sessions':>8}")
+    for n in st.get("entrances", []):
+        entrance, address = n["entrance"] or "-", n.get("entrance_address") or "-"
+        print(f"{n['node_id'][:12]:<14} {entrance:<10} {address:<22} {n['gateway_replicas']:>8} {n['sessions']:>8}")
     print(f"{'host':<48} {'node':<14} {'sessions':>8}")
     for h in st["hosts"]:
         print(f"{h['name']:<48} {h['node_id'][:12]:<14} {h['sessions']:>8}")

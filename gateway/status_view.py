@@ -6,6 +6,9 @@
 - no ``api_key``: anyone may ask, so the answer holds counts only (sessions per host, nodes), no
   session ids.
 
+``entrances`` has a row per node: its ingress state, this app's gateway replicas on it and its live
+sessions (gateway/entrances.py); the entrance's address only with the key.
+
 Host link addresses never appear: they are internal to the cluster, and a client has no use for them.
 """
 
@@ -17,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 
 from vani.cluster.config import Settings
+from vani.gateway.entrances import per_node, serve_details
 from vani.gateway.session_route import authorized
 
 PUBLIC_KEYS = ("app", "placement_mode", "max_sessions", "sessions", "refused", "nodes")
@@ -26,8 +30,8 @@ def _credentials_given(conn: HTTPConnection) -> bool:
     return "authorization" in conn.headers or "token" in conn.query_params
 
 
-def _without_addresses(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in item.items() if k != "address"} for item in items]
+def _without_addresses(items: list[dict[str, Any]], key: str = "address") -> list[dict[str, Any]]:
+    return [{k: v for k, v in item.items() if k != key} for item in items]
 
 
 async def status_response(settings: Settings, registry: Any, conn: HTTPConnection) -> JSONResponse:
@@ -42,6 +46,8 @@ async def status_response(settings: Settings, registry: Any, conn: HTTPConnectio
     status = await registry.status.remote()
     view = {k: status[k] for k in PUBLIC_KEYS}
     view["hosts"] = [{k: h[k] for k in ("name", "node_id", "sessions")} for h in status["hosts"]]
+    entrances = per_node(await serve_details(), settings.app_name, status["hosts"])
+    view["entrances"] = entrances if settings.api_key else _without_addresses(entrances, "entrance_address")
     if settings.api_key:  # only a caller holding the key sees session ids
         view["host_stats"] = _without_addresses(await registry.host_stats.remote())
     return JSONResponse(view)

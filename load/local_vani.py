@@ -117,6 +117,7 @@ def local_vani(
     from vani.cluster.run import connect_ray, deploy, undeploy
 
     values: dict[str, Any] = {
+        "ingress": ingress,
         "http_port": free_port(),
         "dashboard": False,
         "echo_delay_ms": 0,

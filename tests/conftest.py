@@ -32,10 +32,12 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # Serve's proxy prefers replicas on its own node; spread connections so tests see every replica.
 os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
 
-from vani.cluster.run import PROXY_CALLBACK_ENV
+from vani.cluster.run import HAPROXY_PORT_ENV, INGRESS_ENV, PROXY_CALLBACK_ENV
 
-# vani's fixes for the HTTP ingress, installed as `vani up` installs them (gateway/ingress_guard.py).
+# vani's fixes for the HTTP ingress, installed as `vani up` installs them (gateway/ingress_guard.py), and
+# the default ingress (Serve's HAProxy mode), as `vani up` starts it.
 os.environ.update(PROXY_CALLBACK_ENV)
+os.environ.update(INGRESS_ENV["haproxy"])
 
 STRICT_KEY = "s3cret-test-key"
 
@@ -48,11 +50,12 @@ def free_port() -> int:
 
 @dataclass
 class VaniCluster:
-    http: str  # http://127.0.0.1:PORT
+    http: str  # http://127.0.0.1:PORT, the head node's entrance
     ws: str  # ws://127.0.0.1:PORT
     metrics_ports: list[int]
     cluster: object
     node_ids: list[str]
+    entrance_ports: list[int]  # each node's entrance (HAProxy), head first
 
     def url(self, app: str = "") -> str:
         return f"{self.ws}/{app}".rstrip("/")
@@ -79,8 +82,10 @@ AGENT = dict(
     watchdog_tts_stall_s=10.0,
     watchdog_paused_s=8.0,
 )
+# Every app but the default one runs one gateway replica (a process each: keep the cluster small); the
+# default app runs as `vani up` does, autoscaled with a replica per node, so both nodes are entrances.
 APPS = {
-    "vani": dict(route_prefix="/"),
+    "vani": dict(route_prefix="/", gateway_replicas=0),
     "fast": dict(route_prefix="/fast", echo_delay_ms=0, flood_burst_s=0, gateway_replicas=2),
     "strict": dict(
         route_prefix="/strict",
@@ -106,6 +111,7 @@ APPS = {
 }
 for _name, _app in APPS.items():
     _app.setdefault("session_mode", "echo")  # the session-protocol apps keep their echo meaning
+    _app.setdefault("gateway_replicas", 1)
 
 # The emulator's latency for tests: fast, so suites stay short (tests assert order, never speed).
 EMULATOR_LATENCY = "ttft_ms=20;tokens_per_s=400;ttfb_ms=20;rtf=0.02"
@@ -150,7 +156,16 @@ def provider_emulator() -> Iterator[str]:
             proc.kill()
 
 
-def start_two_node_cluster(cluster_cls, attempts: int = 3):
+def node_env(entrance_port: int | None = None) -> dict[str, str]:
+    """A node's own HAProxy ports: two nodes on one machine must not share them. A worker node's entrance
+    listens on ``entrance_port`` (Serve's per-node override); the head's on the app's ``http_port``."""
+    env = {key: str(free_port()) for key in HAPROXY_PORT_ENV}
+    if entrance_port is not None:
+        env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(entrance_port)
+    return env
+
+
+def start_two_node_cluster(cluster_cls, worker_entrance_port: int, attempts: int = 3):
     """A head and a worker node on 127.0.0.1. Retried: Ray gives a raylet a fixed 30 s to register,
     which a loaded 2-core box occasionally misses."""
     for attempt in range(attempts):
@@ -158,9 +173,18 @@ def start_two_node_cluster(cluster_cls, attempts: int = 3):
         cluster = cluster_cls(shutdown_at_exit=True)
         try:
             cluster.add_node(
-                num_cpus=2, node_ip_address="127.0.0.1", include_dashboard=False, metrics_export_port=metrics_ports[0]
+                num_cpus=2,
+                node_ip_address="127.0.0.1",
+                include_dashboard=False,
+                metrics_export_port=metrics_ports[0],
+                env_vars=node_env(),
             )
-            cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1", metrics_export_port=metrics_ports[1])
+            cluster.add_node(
+                num_cpus=2,
+                node_ip_address="127.0.0.1",
+                metrics_export_port=metrics_ports[1],
+                env_vars=node_env(worker_entrance_port),
+            )
             cluster.wait_for_nodes()
             return cluster, metrics_ports
         except Exception as exc:
@@ -190,9 +214,9 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
     from vani.cluster.config import Settings
     from vani.cluster.run import deploy, undeploy
 
-    cluster, metrics_ports = start_two_node_cluster(Cluster)
+    port, worker_port = free_port(), free_port()
+    cluster, metrics_ports = start_two_node_cluster(Cluster, worker_port)
     ray.init(address=cluster.address, namespace="vani", log_to_driver=False, _node_ip_address="127.0.0.1")
-    port = free_port()
     deployed: list[Settings] = []
     try:
         for name, overrides in APPS.items():
@@ -205,7 +229,9 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
             deploy(settings)
             deployed.append(settings)
         node_ids = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-        yield VaniCluster(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", metrics_ports, cluster, node_ids)
+        yield VaniCluster(
+            f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", metrics_ports, cluster, node_ids, [port, worker_port]
+        )
     finally:
         for settings in deployed:
             try:

@@ -67,3 +67,16 @@ def test_every_node_runs_vanis_proxy_hook(config):
         start = next(c for c in commands if "ray start" in c)
         assert f"{key}={value}" in start
         assert start.index(key) < start.index("ray start")
+
+
+def test_every_node_is_an_haproxy_entrance(config):
+    """The default ingress (HAProxy, stats on loopback through vani-haproxy) on every node's `ray start`."""
+    from vani.cluster.run import INGRESS_ENV
+
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        start = next(c for c in commands if "ray start" in c)
+        assert INGRESS_ENV["haproxy"]["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+        for key in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_HAPROXY_BINARY_PATH"):
+            assert start.index(key) < start.index("ray start")
+        assert "RAY_SERVE_ENABLE_HA_PROXY=1" in start
+        assert "RAY_SERVE_HAPROXY_BINARY_PATH=$HOME/venv/bin/vani-haproxy" in start

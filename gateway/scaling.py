@@ -1,0 +1,84 @@
+"""How many gateway replicas run, and where: Serve autoscaling on ongoing connections with a per-node floor.
+
+Every client WebSocket is one ongoing request of the replica that accepted it, so Serve's own
+queue-length policy (``target_ongoing_requests``) scales the gateway by open connections. vani adds a
+floor of ``gateway_replicas_per_node`` per alive node: Serve schedules replicas with its SPREAD strategy,
+so the floor puts a replica (and with it Serve's ingress, which runs on every node holding replicas) on
+each node, and adding a node adds an entrance as well as session hosts.
+
+The policy runs in Serve's controller (Serve pickles it by value). It reads the node count from Ray at
+most every ``NODES_EVERY_S``; Serve applies min/max and the up/down delays around it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from vani.cluster.config import Settings
+
+NODES_EVERY_S = 5.0
+UPSCALE_DELAY_S = 10.0  # a burst of connects gets a new replica within seconds
+DOWNSCALE_DELAY_S = 300.0  # removing a replica drains its connections (gateway_drain_s): do it rarely
+
+
+def deployment_options(settings: Settings, nodes: int = 1) -> dict[str, Any]:
+    """The Gateway deployment's Serve options for these settings on a cluster of ``nodes`` alive nodes
+    (``cluster/run.py`` passes them). The per-node floor is also the deployment's minimum, so Serve starts
+    those replicas together and its SPREAD scheduling deals them out one per node (replicas added one at a
+    time, between other deployments' replicas, can land on a node that has one already)."""
+    options: dict[str, Any] = {
+        "name": f"{settings.app_name}-gateway",
+        "ray_actor_options": {"num_cpus": 0},
+        "graceful_shutdown_timeout_s": settings.gateway_drain_s,
+    }
+    if settings.gateway_replicas > 0:
+        options["num_replicas"] = settings.gateway_replicas
+        return options
+    floor = max(1, settings.gateway_min_replicas, nodes * settings.gateway_replicas_per_node)
+    options["autoscaling_config"] = {
+        "min_replicas": floor,
+        "initial_replicas": floor,
+        "max_replicas": max(floor, settings.gateway_max_replicas),
+        "target_ongoing_requests": settings.gateway_target_connections,
+        "upscale_delay_s": UPSCALE_DELAY_S,
+        "downscale_delay_s": DOWNSCALE_DELAY_S,
+        "policy": {
+            "policy_function": "vani.gateway.scaling:ConnectionsAndNodes",
+            "policy_kwargs": {"per_node": settings.gateway_replicas_per_node},
+        },
+    }
+    return options
+
+
+def desired_replicas(connections: float, running: int, target: float, nodes: int, per_node: int) -> int:
+    """Replicas wanted: enough that each averages at most ``target`` connections, and ``per_node`` a node."""
+    by_load = math.ceil(connections / target) if target > 0 else running
+    return max(by_load, nodes * per_node, 1)
+
+
+class ConnectionsAndNodes:
+    """Serve autoscaling policy (called with an ``AutoscalingContext``, returns replicas and policy state).
+
+    A class because Serve instantiates a class policy once with ``policy_kwargs`` and calls it every
+    autoscaling tick; the node count is cached on the instance.
+    """
+
+    def __init__(self, per_node: int = 1) -> None:
+        self.per_node = per_node
+        self._nodes = 1
+        self._nodes_at = -math.inf
+
+    def __call__(self, ctx: Any) -> tuple[int, dict[str, Any]]:
+        now = ctx.current_time or 0.0
+        if now - self._nodes_at >= NODES_EVERY_S:
+            self._nodes, self._nodes_at = _alive_nodes(), now
+        target = ctx.config.get_target_ongoing_requests()
+        want = desired_replicas(ctx.total_num_requests, ctx.current_num_replicas, target, self._nodes, self.per_node)
+        return want, ctx.policy_state or {}
+
+
+def _alive_nodes() -> int:
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive"))

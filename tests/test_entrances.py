@@ -1,0 +1,148 @@
+"""Every node is an entrance (the default HAProxy ingress): the shared 2-node cluster's default app runs as
+`vani up` / `vani deploy` run it, autoscaled with a gateway replica per node and Serve's ingress on every
+node holding one (tests/conftest.py gives the worker node's entrance its own port, both on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import httpx
+import ray
+
+from tests.audio_frames import numbered_frame
+from vani.client.session_client import VaniSession
+from vani.cluster.config import Settings
+from vani.cluster.run import deploy, undeploy
+from vani.gateway.entrances import serve_details
+
+
+def sid() -> str:
+    return f"en-{uuid.uuid4().hex[:10]}"
+
+
+async def echoed(s: VaniSession) -> None:
+    await s.send_audio(numbered_frame(1))
+    assert isinstance(await s.recv_audio(timeout=10), bytes)
+
+
+def gateway(details: dict[str, Any], app: str) -> dict[str, Any]:
+    return details["applications"][app]["deployments"][f"{app}-gateway"]
+
+
+def running_replicas(details: dict[str, Any], app: str) -> list[dict[str, Any]]:
+    return [r for r in gateway(details, app)["replicas"] if getattr(r["state"], "value", r["state"]) == "RUNNING"]
+
+
+async def until(check, timeout: float = 90.0):
+    """Poll ``check`` (async, returns a truthy value when done) until it passes or ``timeout`` ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await check()
+        if got or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(1.0)
+
+
+async def replica_per_node(vani_cluster, app: str = "vani") -> bool:
+    nodes = {r["node_id"] for r in running_replicas(await serve_details(), app)}
+    return nodes == set(vani_cluster.node_ids)
+
+
+async def test_each_node_has_a_gateway_replica_and_an_entrance(vani_cluster):
+    placed = await until(lambda: replica_per_node(vani_cluster))
+    details = await serve_details()
+    where = [(r["node_id"], r["state"]) for r in gateway(details, "vani")["replicas"]]
+    assert placed, f"the per-node replica floor is not honoured: {where}, nodes {vani_cluster.node_ids}"
+    assert set(details["proxies"]) == set(vani_cluster.node_ids)
+    scaling = gateway(details, "vani")["deployment_config"]["autoscaling_config"]
+    defaults = Settings()
+    floor = len(vani_cluster.node_ids) * defaults.gateway_replicas_per_node
+    assert scaling["min_replicas"] == max(defaults.gateway_min_replicas, floor)
+    assert scaling["max_replicas"] == defaults.gateway_max_replicas
+    assert scaling["target_ongoing_requests"] == defaults.gateway_target_connections
+    assert scaling["policy"]["policy_function"] == "vani.gateway.scaling:ConnectionsAndNodes"
+    # /v1/status (no API key on this app: counts only, no addresses) shows the same, per node.
+    async with httpx.AsyncClient() as http:
+        st = (await http.get(f"{vani_cluster.http_url()}/v1/status")).json()
+    rows = {n["node_id"]: n for n in st["entrances"]}
+    assert set(rows) == set(vani_cluster.node_ids)
+    for row in rows.values():
+        assert row["entrance"] == "HEALTHY" and row["gateway_replicas"] >= 1
+        assert "entrance_address" not in row
+
+
+async def test_clients_through_each_entrance_are_served_on_hosts_of_both_nodes(vani_cluster):
+    sessions = []
+    for port in vani_cluster.entrance_ports:
+        for _ in range(6):
+            s = await VaniSession.connect(f"ws://127.0.0.1:{port}/fast", sid())
+            await echoed(s)
+            sessions.append(s)
+    registry = ray.get_actor("fast-registry", namespace="vani")
+    nodes = {(await registry.where.remote(s.session_id))["node_id"] for s in sessions}
+    assert nodes == set(vani_cluster.node_ids)
+    # A session is reached from any entrance: resume through the other node's entrance.
+    first = sessions[0]
+    await first.close(graceful=False)
+    other = vani_cluster.entrance_ports[1]
+    again = await VaniSession.connect(f"ws://127.0.0.1:{other}/fast", first.session_id, resume_token=first.resume_token)
+    assert again.started["resumed"] is True
+    await echoed(again)
+    for s in [again, *sessions[1:]]:
+        await s.close()
+
+
+async def test_more_connections_add_gateway_replicas(vani_cluster):
+    """Serve autoscaling counts each open WebSocket: past gateway_target_connections per replica it adds
+    replicas (up to gateway_max_replicas), spread over the nodes."""
+    settings = Settings.load(
+        env={},
+        app_name="scale",
+        route_prefix="/scale",
+        http_port=vani_cluster.entrance_ports[0],
+        hosts_per_node=1,
+        dashboard=False,
+        session_mode="echo",
+        echo_delay_ms=0,
+        gateway_replicas=0,
+        gateway_replicas_per_node=0,
+        gateway_min_replicas=1,
+        gateway_max_replicas=3,
+        gateway_target_connections=2,
+    )
+    await asyncio.to_thread(deploy, settings)
+    sessions: list[VaniSession] = []
+    try:
+        assert len(running_replicas(await serve_details(), "scale")) == 1
+        for _ in range(8):
+            sessions.append(await VaniSession.connect(f"{vani_cluster.ws}/scale", sid()))
+
+        async def scaled() -> bool:
+            return len(running_replicas(await serve_details(), "scale")) == 3
+
+        assert await until(scaled, timeout=120), "8 connections at 2 per replica did not reach the max of 3"
+        for s in sessions:  # the connections made before the scale-up are untouched by it
+            await echoed(s)
+    finally:
+        for s in sessions:
+            await s.close()
+        await asyncio.to_thread(undeploy, settings)
+
+
+async def test_killing_one_nodes_gateway_replica_leaves_the_other_entrance_serving(vani_cluster):
+    assert await until(lambda: replica_per_node(vani_cluster))
+    worker = vani_cluster.node_ids[1] if len(vani_cluster.node_ids) > 1 else vani_cluster.node_ids[0]
+    victims = [r for r in running_replicas(await serve_details(), "vani") if r["node_id"] == worker]
+    assert victims
+    for r in victims:
+        ray.kill(ray.get_actor(r["actor_name"], namespace="serve"), no_restart=True)
+    head = vani_cluster.entrance_ports[0]
+    for _ in range(5):  # new sessions through the head node's entrance, at once
+        s = await VaniSession.connect(f"ws://127.0.0.1:{head}/", sid())
+        assert s.started["resumed"] is False
+        await s.close()
+    # Serve replaces the replica; leave the shared cluster as the next test module expects it.
+    assert await until(lambda: replica_per_node(vani_cluster), timeout=120)

@@ -1,0 +1,123 @@
+"""The gateway's replica settings (gateway/scaling.py) and the HAProxy wrapper's config rewrite
+(gateway/haproxy_bind.py), without Ray. The 2-node behaviour is tests/test_entrances.py."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sysconfig
+from types import SimpleNamespace
+
+import pytest
+
+from vani.cluster.config import Settings
+from vani.gateway import scaling
+from vani.gateway.haproxy_bind import loopback_binds
+from vani.gateway.scaling import ConnectionsAndNodes, deployment_options, desired_replicas
+
+
+def test_fixed_replicas_turn_autoscaling_off():
+    opts = deployment_options(Settings(gateway_replicas=3))
+    assert opts["num_replicas"] == 3 and "autoscaling_config" not in opts
+    assert opts["graceful_shutdown_timeout_s"] == Settings().gateway_drain_s
+
+
+def test_autoscaling_options_come_from_the_settings():
+    s = Settings(gateway_min_replicas=2, gateway_max_replicas=7, gateway_target_connections=50, gateway_drain_s=30)
+    opts = deployment_options(s)
+    cfg = opts["autoscaling_config"]
+    assert (cfg["min_replicas"], cfg["initial_replicas"], cfg["max_replicas"]) == (2, 2, 7)
+    assert cfg["target_ongoing_requests"] == 50
+    assert cfg["policy"]["policy_kwargs"] == {"per_node": Settings().gateway_replicas_per_node}
+    assert opts["graceful_shutdown_timeout_s"] == 30
+    # A max below the min is raised to it rather than refused by Serve at deploy time.
+    assert (
+        deployment_options(Settings(gateway_min_replicas=4, gateway_max_replicas=1))["autoscaling_config"][
+            "max_replicas"
+        ]
+        == 4
+    )
+
+
+def test_the_per_node_floor_is_the_minimum_at_deploy():
+    cfg = deployment_options(Settings(gateway_replicas_per_node=2, gateway_min_replicas=1), nodes=3)
+    assert (cfg["autoscaling_config"]["min_replicas"], cfg["autoscaling_config"]["initial_replicas"]) == (6, 6)
+    assert deployment_options(Settings(gateway_replicas_per_node=0), nodes=3)["autoscaling_config"]["min_replicas"] == 1
+
+
+@pytest.mark.parametrize(
+    ("connections", "nodes", "per_node", "want"),
+    [(0, 1, 1, 1), (0, 3, 1, 3), (0, 3, 2, 6), (450, 1, 1, 3), (450, 4, 1, 4), (401, 2, 0, 3), (0, 2, 0, 1)],
+)
+def test_desired_replicas_is_load_or_the_per_node_floor(connections, nodes, per_node, want):
+    assert desired_replicas(connections, running=2, target=200, nodes=nodes, per_node=per_node) == want
+
+
+def test_policy_reads_the_node_count_at_most_every_few_seconds(monkeypatch):
+    calls = []
+    monkeypatch.setattr(scaling, "_alive_nodes", lambda: calls.append(1) or 3)
+    policy = ConnectionsAndNodes(per_node=1)
+    config = SimpleNamespace(get_target_ongoing_requests=lambda: 200)
+
+    def ctx(now: float, total: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            current_time=now,
+            total_num_requests=total,
+            current_num_replicas=1,
+            config=config,
+            policy_state={"kept": True},
+        )
+
+    assert policy(ctx(100.0, 10)) == (3, {"kept": True})
+    assert policy(ctx(101.0, 900)) == (5, {"kept": True})
+    assert len(calls) == 1
+    policy(ctx(100.0 + scaling.NODES_EVERY_S, 0))
+    assert len(calls) == 2
+
+
+CONFIG = """global
+    stats socket /tmp/x/admin.sock mode 666 level admin
+defaults
+    mode http
+frontend prometheus
+    bind :9101
+    mode http
+frontend http_frontend
+    bind 0.0.0.0:8000
+    default_backend b
+backend b
+    server s1 127.0.0.1:30000
+listen stats
+  bind *:8404
+  stats enable
+"""
+
+
+def test_only_the_stats_and_prometheus_listeners_move_to_loopback():
+    out = loopback_binds(CONFIG)
+    assert "    bind 127.0.0.1:9101\n" in out and "  bind 127.0.0.1:8404\n" in out
+    assert "    bind 0.0.0.0:8000\n" in out  # the client entrance stays where Serve put it
+    assert "server s1 127.0.0.1:30000" in out
+    assert loopback_binds(out) == out
+
+
+def test_the_wrapper_runs_the_real_haproxy_with_loopback_listeners(tmp_path):
+    """vani-haproxy (as Serve runs it, the variable naming it set) checks a rewritten config with the real
+    binary; the rewrite reached the file Serve passed."""
+    wrapper = os.path.join(sysconfig.get_path("scripts"), "vani-haproxy")
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        ports = a.getsockname()[1], b.getsockname()[1]
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(
+        CONFIG.replace("/tmp/x", str(tmp_path))
+        .replace("9101", str(ports[0]))
+        .replace("8404", str(ports[1]))
+        .replace("0.0.0.0:8000", f"127.0.0.1:{ports[0] + 1}")
+    )
+    env = {**os.environ, "RAY_SERVE_HAPROXY_BINARY_PATH": wrapper}
+    done = subprocess.run([wrapper, "-c", "-f", str(cfg)], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert f"bind 127.0.0.1:{ports[0]}" in cfg.read_text()
