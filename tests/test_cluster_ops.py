@@ -115,7 +115,7 @@ def requires_ray_token(port: int) -> bool:
     return False
 
 
-@pytest.mark.parametrize("ingress", ["proxy", "haproxy"])
+@pytest.mark.parametrize("ingress", ["haproxy", "proxy"])
 def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, ingress):
     port = free_port()
     env = {
@@ -123,7 +123,7 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, ingress):
         "VANI_INGRESS": ingress,
         "VANI_HTTP_PORT": str(port),
         # The dashboard too (on a free port), so the loopback check below covers it.
-        "VANI_DASHBOARD": "true" if ingress == "proxy" else "false",
+        "VANI_DASHBOARD": "true" if ingress == "haproxy" else "false",
         "VANI_DASHBOARD_PORT": str(free_port()),
         "VANI_HOSTS_PER_NODE": "1",
         "VANI_ECHO_DELAY_MS": "0",
@@ -175,18 +175,11 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, ingress):
         haproxy = [c for c in children if c.is_running() and "haproxy" in c.name().lower()]
         assert bool(haproxy) == (ingress == "haproxy"), [c.name() for c in children]
         # Everything vani and its Ray listen on is loopback, except what Ray Serve hard-codes (README
-        # "Security"): each replica's inter-deployment gRPC server, which demands Ray's auth token, and
-        # HAProxy's stats and Prometheus pages in haproxy mode.
-        from ray.serve._private.constants import RAY_SERVE_HAPROXY_METRICS_PORT, RAY_SERVE_HAPROXY_STATS_PORT
-
+        # "Security"): each replica's inter-deployment gRPC server, which demands Ray's auth token. HAProxy's
+        # stats and Prometheus pages are on loopback too (vani-haproxy).
         exposed = exposed_listeners(proc.pid)
         grpc_ports = [p for p, name in exposed if name.startswith("ray::ServeReplica")]
-        haproxy_ports = (
-            {RAY_SERVE_HAPROXY_STATS_PORT, RAY_SERVE_HAPROXY_METRICS_PORT} if ingress == "haproxy" else set()
-        )
-        rest = [
-            (p, name) for p, name in exposed if p not in grpc_ports and not (name == "haproxy" and p in haproxy_ports)
-        ]
+        rest = [(p, name) for p, name in exposed if p not in grpc_ports]
         assert rest == [], f"listening beyond loopback: {rest}"
         assert all(requires_ray_token(p) for p in grpc_ports), grpc_ports
         proc.send_signal(signal.SIGINT)
