@@ -7,7 +7,8 @@ sent (``audio.end``), and reports (response time in ms; ``request_type`` "AGENT"
   ``e2e``          end of the user's speech (its last chunk sent) -> the reply's first audio frame
   ``first audio``  EndOfTurn received -> the reply's first audio frame (LLM + TTS + vani)
   ``first token``  EndOfTurn received -> the first ``assistant.text``
-  ``barge-in``     the interrupting speech's first chunk -> ``audio.clear`` (every ``--barge-every``-th turn)
+  ``barge-in``     the interrupting speech's start (its first chunk's audio) -> the reply stopped (``audio.pause``
+                   or ``audio.clear``), every ``--barge-every``-th turn; as ``bench_agent``'s barge_stop
 Failures: ``timeout`` (no answer in 30 s), ``bleed`` (a reply that does not answer this session's own words),
 ``stale`` (a frame of a cleared turn after its ``audio.clear``). With ``--emulator`` the user registers its
 transcripts with the provider emulator (``x-emulator-key`` = session id), so bleed is checked.
@@ -20,6 +21,7 @@ transcripts with the provider emulator (``x-emulator-key`` = session id), so ble
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -33,6 +35,7 @@ from locust import User, between, task
 from load.agent_client import BARGE_AFTER_S, BARGE_S, LONG_TURN_S, RATE, SPEECH_S, long_request, speech_chunk
 from vani.actors.wire.agent import decode_audio
 
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per script POST otherwise
 TIMEOUT_S = 30.0
 TURNS = 50  # transcripts registered per session (more than a Locust run of minutes speaks)
 
@@ -58,7 +61,8 @@ class AgentSessionUser(User):
         self.first_audio: dict[int, float] = {}
         self.cleared: set[int] = set()
         self.new = gevent.event.Event()
-        self.speak_chunks, self.speech_end = 0, 0.0
+        self.speak_total = self.speak_chunks = 0
+        self.speech_start, self.speech_end = 0.0, 0.0
         self.turn, self.k = 1, 0  # the server's next turn id; this user's next turn
         t0 = time.perf_counter()
         self.ws = websocket.create_connection(f"{self.host.rstrip('/')}/v1/sessions/{self.sid}", timeout=TIMEOUT_S)
@@ -87,6 +91,8 @@ class AgentSessionUser(User):
         while True:  # absolute schedule: a chunk leaves when its audio has been "recorded"
             gevent.sleep(max(0.0, t0 + (k + 1) * self.chunk_s - time.monotonic()))
             speaking = self.speak_chunks > 0
+            if speaking and self.speak_chunks == self.speak_total:  # this chunk's audio began chunk_s ago
+                self.speech_start = time.monotonic() - self.chunk_s
             self.ws.send_binary(speech_chunk(samples, k * samples) if speaking else silence)
             if speaking:
                 self.speak_chunks -= 1
@@ -113,11 +119,13 @@ class AgentSessionUser(User):
                     self.cleared.add(ev["turn_id"])
             self.new.set()
 
-    def _wait(self, since: int, kind: str, **match: Any) -> tuple[float, dict[str, Any]]:
+    def _wait(self, since: int, kind: str | tuple[str, ...], **match: Any) -> tuple[float, dict[str, Any]]:
+        """The first event since ``since`` of type ``kind`` (or one of them) whose fields equal ``match``."""
+        kinds = (kind,) if isinstance(kind, str) else kind
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             for t, ev in self.events[since:]:
-                if ev.get("type") == kind and all(ev.get(k) == v for k, v in match.items()):
+                if ev.get("type") in kinds and all(ev.get(k) == v for k, v in match.items()):
                     return t, ev
             since = len(self.events)
             self.new.clear()
@@ -125,7 +133,7 @@ class AgentSessionUser(User):
                 raise TimeoutError(f"no {kind} {match}")
 
     def _speak(self, seconds: float) -> None:
-        self.speak_chunks = max(1, round(seconds / self.chunk_s))
+        self.speak_total = self.speak_chunks = max(1, round(seconds / self.chunk_s))
 
     @task
     def talk(self) -> None:
@@ -147,10 +155,10 @@ class AgentSessionUser(User):
             self._fire("first audio", self.first_audio[turn_id] - t_eot)
             if barge:
                 gevent.sleep(BARGE_AFTER_S)
-                started = time.monotonic()
                 self._speak(BARGE_S)
-                t_clear, _ = self._wait(mark, "audio.clear", turn_id=turn_id)
-                self._fire("barge-in", t_clear - started)
+                t_stop, _ = self._wait(mark, ("audio.pause", "audio.clear"), turn_id=turn_id)
+                self._fire("barge-in", t_stop - self.speech_start)
+                self._wait(mark, "audio.clear", turn_id=turn_id)
                 turn_id += 1  # the reply to the interrupting words
             _, msg = self._wait(mark, "assistant.message", turn_id=turn_id)
             if self.emulator and words not in msg["full_text"]:
