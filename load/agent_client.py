@@ -110,11 +110,15 @@ class Mic:
         return self.sent_at[k] if k < len(self.sent_at) else None
 
 
+_clients: dict[int, httpx.AsyncClient] = {}  # one per event loop: a client per session costs ~10 ms of CPU
+
+
 async def post_script(emu: str, sid: str, transcripts: list[str]) -> None:
     """Register the session's user turns with the emulator (``x-emulator-key`` = the session id)."""
-    async with httpx.AsyncClient(timeout=60) as c:
-        r = await c.post(f"{emu}/__emulator/scripts/{sid}", json={"transcripts": transcripts})
-        r.raise_for_status()
+    loop = id(asyncio.get_running_loop())
+    client = _clients.get(loop) or _clients.setdefault(loop, httpx.AsyncClient(timeout=60))
+    r = await client.post(f"{emu}/__emulator/scripts/{sid}", json={"transcripts": transcripts})
+    r.raise_for_status()
 
 
 class Conversation:
