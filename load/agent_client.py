@@ -28,6 +28,7 @@ SPEECH_S = 0.8  # each normal turn
 LONG_TURN_S = 1.2  # the turn whose (long) reply is interrupted
 BARGE_S = 1.2  # the interrupting speech
 BARGE_AFTER_S = 0.5  # how long the client listens to the long reply before it interrupts
+SESSION_ID = re.compile(r"\b(?:bench|scale)-\d+-\d+-\d+-\d+\b")  # the ids the load scripts give sessions
 
 
 def tokens_to_first_piece(reply: str) -> int:
@@ -66,9 +67,12 @@ class SessionResult:
     turns_done: int = 0
     frames_in: int = 0  # audio frames received
     events_in: dict[str, int] = field(default_factory=dict)  # JSON events received, by type
-    bleed: int = 0
+    bleed: int = 0  # replies that carry another session's words (its session id)
+    mismatched: int = 0  # replies without this turn's words but no other session's either (cut short, ...)
+    samples: list[str] = field(default_factory=list)  # the first few bleed / mismatched replies
     stale_frames: int = 0
     errors: list[str] = field(default_factory=list)
+    opened_at: float | None = None  # wall clock (time.time) of session.started
     connected_s: float = 0.0  # how long the session was open (bench_scale: session-seconds held)
     talking_s: float = 0.0  # of which in a turn (speech start -> reply done)
 
@@ -180,8 +184,7 @@ class Conversation:
         self._partials()
         t_tok, _ = await self.wait("assistant.text", turn_id=turn_id)
         _, msg = await self.wait("assistant.message", turn_id=turn_id)
-        if transcript not in msg["full_text"]:
-            self.res.bleed += 1
+        self._check_reply(transcript, msg)
         await self._report(turn_id, eot, t_eot, eos, t_tok, cold)
         if played:
             await self.wait("audio.end", turn_id=turn_id)
@@ -206,9 +209,22 @@ class Conversation:
         await self._report(turn_id, eot, t_eot, eos, t_tok, cold)
         if follow_up:
             _, msg = await self.wait("assistant.message", turn_id=turn_id + 1)
-            if barge not in msg["full_text"]:
-                self.res.bleed += 1
+            self._check_reply(barge, msg)
             await self.wait("audio.end", turn_id=turn_id + 1)
+
+    def _check_reply(self, words: str, msg: dict[str, Any]) -> None:
+        """Bleed: the reply names another session. Mismatched: it lacks this turn's words (e.g. a watchdog
+        cut it short) without naming anyone else."""
+        text = msg.get("full_text", "")
+        if words in text:
+            return
+        own = SESSION_ID.search(words)
+        if any(own is None or m != own.group(0) for m in SESSION_ID.findall(text)):
+            self.res.bleed += 1
+        else:
+            self.res.mismatched += 1
+        if len(self.res.samples) < 3:
+            self.res.samples.append(f"expected {words!r}, got {text[:80]!r} ({msg.get('outcome')})")
 
     def _partials(self) -> None:
         for t_ev, ev in self.events[self.mark :]:

@@ -172,6 +172,8 @@ def latency_row(results: list[dict[str, Any]]) -> dict[str, Any]:
     row["turns"] = sum(r["turns_done"] for r in results)
     row["barge_ins"] = sum(len(r["barge_stop"]) for r in results)
     row["bleed"] = sum(r["bleed"] for r in results)
+    row["mismatched"] = sum(r["mismatched"] for r in results)
+    row["reply_samples"] = [x for r in results for x in r["samples"]][:5]
     row["stale_frames"] = sum(r["stale_frames"] for r in results)
     row["failed_sessions"] = sum(1 for r in results if r["errors"])
     row["error_samples"] = sorted({e for r in results for e in r["errors"]})[:5]

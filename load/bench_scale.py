@@ -8,8 +8,9 @@ audio frame) at any moment; the run reports the fraction it measured. ``--barge-
 for a long reply and interrupt it (then wait for the reply to the interruption). All sessions end together
 at ``ramp + duration``.
 
-Reported per row: sessions held (opened and still healthy at the end) and failed (with samples), bleed
-(a reply that does not answer this session's own words), stale frames (audio of a cleared turn after its
+Reported per row: sessions held (opened and still healthy at the end), the most open at once, failed (with
+samples), bleed (a reply that names another session), mismatched (a reply without this turn's words that
+names no other session, e.g. cut short by a watchdog), stale frames (audio of a cleared turn after its
 ``audio.clear``), the talking sessions' latencies (``bench_agent``'s definitions: e2e, first_token,
 overhead = e2e minus the emulators' configured latencies, barge-in stop), and CPU per part: vani (hosts +
 replicas + proxy/HAProxy), emulator (N workers), load generator (its N processes), vani CPU per
@@ -86,7 +87,7 @@ async def scale_session(sid: str, url: str, emu: str, end: float, args: argparse
             first = json.loads(await asyncio.wait_for(ws.recv(), 60))
             if first.get("type") != "session.started":
                 raise RuntimeError(f"first event {first.get('type')}")
-            opened = time.time()
+            opened = res.opened_at = time.time()
             conv = Conversation(ws, args.chunk_ms / 1000, Latency(), res, args.turn_timeout)
             tasks = [asyncio.create_task(conv.read()), asyncio.create_task(conv.mic.run())]
             try:
@@ -113,6 +114,19 @@ async def scale_session(sid: str, url: str, emu: str, end: float, args: argparse
     return res
 
 
+def peak_open(results: list[dict[str, Any]]) -> int:
+    """The most sessions open at one time."""
+    edges = sorted(
+        [(r["opened_at"], 1) for r in results if r["opened_at"]]
+        + [(r["opened_at"] + r["connected_s"], -1) for r in results if r["opened_at"]]
+    )
+    peak = now = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
 def scenario(vani: LocalVani, emu: str, emu_pid: int, n: int, args: argparse.Namespace) -> dict[str, Any]:
     groups = cpu_groups(vani, emu_pid)
     cpu0 = {k: cpu_seconds(v) for k, v in groups.items()}
@@ -125,6 +139,7 @@ def scenario(vani: LocalVani, emu: str, emu_pid: int, n: int, args: argparse.Nam
     held = [r for r in results if r["connected_s"] > 0 and not r["errors"]]
     row: dict[str, Any] = {"sessions": n, "held": len(held), "chunk_ms": args.chunk_ms, "wall_s": round(wall, 1)}
     row["never_connected"] = sum(1 for r in results if r["connected_s"] == 0)
+    row["peak_open"] = peak_open(results)
     talking, held_s = sum(r["talking_s"] for r in results), sum(r["connected_s"] for r in results)
     row["talking_fraction"] = round(talking / max(1.0, held_s), 3)  # share of open session time in a turn
     row |= cpu_row(groups, cpu0, wall, results) | latency_row(results)
@@ -134,7 +149,10 @@ def scenario(vani: LocalVani, emu: str, emu_pid: int, n: int, args: argparse.Nam
 
 
 COLUMNS = {
-    "sessions": ["sessions", "held", "failed_sessions", "never_connected", "bleed", "stale_frames", "turns"],
+    "sessions": [
+        *("sessions", "held", "peak_open", "failed_sessions", "never_connected", "bleed", "stale_frames"),
+        *("mismatched", "turns"),
+    ],
     "talking sessions (ms)": [
         *("sessions", "talking_fraction", "e2e_p50", "e2e_p95", "e2e_p99", "first_token_p95"),
         *("overhead_p50", "overhead_p95", "overhead_p99", "barge_ins", "barge_stop_p95"),
