@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -80,7 +81,11 @@ def agent_stack(
             yield vani, emu, proc.pid
     finally:
         proc.terminate()
-        proc.wait(20)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:  # never leave an emulator behind
+            proc.kill()
+            proc.wait(10)
 
 
 def cpu_groups(vani: LocalVani, emu_pid: int) -> dict[str, list[int]]:

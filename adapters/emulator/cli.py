@@ -16,6 +16,7 @@ SERVER_KW = {
     "ws_per_message_deflate": False,
     "backlog": 4096,
     "timeout_keep_alive": 30,
+    "timeout_graceful_shutdown": 5,  # SIGTERM ends it even with provider sockets still open
 }
 
 
