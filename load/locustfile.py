@@ -9,6 +9,13 @@ is reported as a request named ``echo <N>ms`` whose response time is the round t
 comes back out of order, twice or altered is reported as a failure (``reorder``/``duplicate``/``corrupt``),
 and frames still missing when the user stops are reported as ``lost``. Uses ``websocket-client``
 (blocking sockets, which gevent makes cooperative) because Locust runs on gevent, not asyncio.
+
+Agent sessions (turns, barge-in, e2e / first-audio latency as request stats) are ``AgentSessionUser``
+(load/locust_agent.py); pick the user class by name, since the two need different servers:
+
+    .venv/bin/python load/run_local.py --agent --ingress haproxy --port 8011 &   # READY ws://... EMULATOR http://...
+    .venv/bin/locust -f load/locustfile.py AgentSessionUser --headless -u 5 -r 5 -t 20s \
+        --host ws://127.0.0.1:8011 --frame-ms 256 --emulator http://127.0.0.1:<port>
 """
 
 from __future__ import annotations
@@ -28,12 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from load.locust_agent import AgentSessionUser  # noqa: E402,F401  (a user class Locust finds here)
 from load.streams import HEADER, frame_bytes, read_stamp, stamped_frame  # noqa: E402
 
 
 @events.init_command_line_parser.add_listener
 def _args(parser) -> None:
     parser.add_argument("--frame-ms", type=float, default=80.0, help="PCM chunk per frame (ms of 16 kHz audio)")
+    parser.add_argument("--emulator", default=None, help="agent users: provider emulator URL (scripts, bleed check)")
+    parser.add_argument("--barge-every", type=int, default=3, help="agent users: interrupt every Nth turn (0: never)")
 
 
 class VaniSessionUser(User):

@@ -26,11 +26,16 @@ Per-connection control (so one test can fault one session and leave the rest cle
   registers a script; each connection to a service pops the next fault spec of its queue ("" = clean),
   so "fail once, then succeed" is ``{"faults": {"llm": ["status=503"]}}``.
 - ``GET /__emulator/scripts/{key}`` returns the script's log (connections, EndOfTurns, LLM requests,
-  disconnects) for assertions; ``DELETE`` removes it; ``GET /__emulator/health`` is a liveness probe.
+  disconnects) for assertions; ``DELETE`` removes it; ``GET /__emulator/health`` is a liveness probe
+  (it also says which worker process answered and that process's CPU seconds).
+
+``vani emulate`` with ``VANI_EMULATOR_WORKERS=N`` runs N worker processes on the one port; they share the
+scripts through ``shared.SharedStore``, so any worker serves any session's script (see that module).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from starlette.applications import Starlette
@@ -42,20 +47,22 @@ from starlette.websockets import WebSocket
 from vani.adapters.emulator import flux, llm, tts
 from vani.adapters.emulator.control import Script, Store
 from vani.adapters.emulator.latency import Latency
+from vani.adapters.emulator.shared import ENV, SharedStore
 
 CF = "/client/v4/accounts/{acct}/ai"
 
 
 def app_from_env() -> Starlette:
-    """App factory for ``uvicorn --factory`` / multi-worker runs: latency from ``VANI_EMULATOR_LATENCY``."""
-    import os
+    """App factory for ``uvicorn --factory`` / multi-worker runs: latency from ``VANI_EMULATOR_LATENCY``,
+    scripts in the shared store file ``VANI_EMULATOR_STORE`` when set (see ``shared``)."""
+    latency = Latency().override(os.environ.get("VANI_EMULATOR_LATENCY"))
+    path = os.environ.get(ENV)
+    return build_app(latency, SharedStore(path, latency) if path else None)
 
-    return build_app(Latency().override(os.environ.get("VANI_EMULATOR_LATENCY")))
 
-
-def build_app(latency: Latency | None = None) -> Starlette:
-    """A fresh emulator app with its own script store (``app.state.store``)."""
-    store = Store(latency)
+def build_app(latency: Latency | None = None, store: Store | None = None) -> Starlette:
+    """A fresh emulator app with its own script store (``app.state.store``) unless one is given."""
+    store = store or Store(latency)
 
     async def cf_run_post(request: Request) -> Response:
         model = request.path_params["model"]
@@ -82,21 +89,23 @@ def build_app(latency: Latency | None = None) -> Starlette:
             script = Script.from_json(await request.json())
         except (ValueError, TypeError, AttributeError) as e:
             return JSONResponse({"error": str(e)}, status_code=400)
-        store.scripts[request.path_params["key"]] = script
+        store.put(request.path_params["key"], script)
         return JSONResponse({"ok": True})
 
     async def script_get(request: Request) -> Response:
-        s = store.scripts.get(request.path_params["key"])
-        if s is None:
+        state = store.state(request.path_params["key"])
+        if state is None:
             return JSONResponse({"error": "no such script"}, status_code=404)
-        return JSONResponse({"turns_done": s.turns_done, "faults": s.faults, "log": s.log})
+        return JSONResponse(state)
 
     async def script_delete(request: Request) -> Response:
-        store.scripts.pop(request.path_params["key"], None)
+        store.delete(request.path_params["key"])
         return JSONResponse({"ok": True})
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"ok": True, "scripts": len(store.scripts)})
+        # Which worker answered and its own CPU, so a load run can tell the emulator's cost per process.
+        t = os.times()
+        return JSONResponse({"ok": True, "scripts": store.count(), "pid": os.getpid(), "cpu_s": t.user + t.system})
 
     def ws(handler: Any, **kw: Any) -> Any:
         async def endpoint(websocket: WebSocket) -> None:

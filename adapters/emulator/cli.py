@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 
 from vani.adapters.emulator.latency import Latency
@@ -15,6 +16,7 @@ SERVER_KW = {
     "ws_per_message_deflate": False,
     "backlog": 4096,
     "timeout_keep_alive": 30,
+    "timeout_graceful_shutdown": 5,  # SIGTERM ends it even with provider sockets still open
 }
 
 
@@ -45,14 +47,28 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     print("point vani at them with:")
     for k, v in env_for(base).items():
         print(f"  export {k}={v}")
-    # Several worker processes share the port (for load runs); scripts are per process then, so tests
-    # that register scripts use one worker (the default).
+    # Several worker processes share the port (for load runs); the kernel spreads connections over them and
+    # they share the scripts through one SQLite file in /dev/shm (see adapters/emulator/shared.py).
     workers = int(os.environ.get("VANI_EMULATOR_WORKERS", "1"))
     if workers > 1:
-        print(f"{workers} worker processes: /__emulator/scripts are per worker, use headers for faults")
-        uvicorn.run(
-            "vani.adapters.emulator.app:app_from_env", factory=True, workers=workers, host=host, port=port, **SERVER_KW
-        )
+        from vani.adapters.emulator.shared import ENV, new_store_path
+
+        mine = ENV not in os.environ  # a caller's own store file is the caller's to remove
+        path = os.environ.setdefault(ENV, new_store_path())
+        print(f"{workers} worker processes, scripts shared in {path}")
+        try:
+            uvicorn.run(
+                "vani.adapters.emulator.app:app_from_env",
+                factory=True,
+                workers=workers,
+                host=host,
+                port=port,
+                **SERVER_KW,
+            )
+        finally:
+            for suffix in ("", "-wal", "-shm") if mine else ():
+                with contextlib.suppress(OSError):
+                    os.unlink(path + suffix)
     else:
         uvicorn.run(build_app(latency), host=host, port=port, **SERVER_KW)
     return 0

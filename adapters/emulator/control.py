@@ -84,13 +84,32 @@ class Store:
     def script(self, key: str) -> Script:
         return self.scripts.get(key, self.default)
 
+    def put(self, key: str, script: Script) -> None:
+        self.scripts[key] = script
+
+    def delete(self, key: str) -> None:
+        self.scripts.pop(key, None)
+
+    def count(self) -> int:
+        return len(self.scripts)
+
+    def state(self, key: str) -> dict[str, Any] | None:
+        """What ``GET /__emulator/scripts/{key}`` returns, or None for an unknown key."""
+        s = self.scripts.get(key)
+        return None if s is None else {"turns_done": s.turns_done, "faults": s.faults, "log": s.log}
+
+    def script_for(self, key: str, service: str) -> tuple[Script, str | None]:
+        """The key's script and the fault spec this connection consumes from its queue, if any."""
+        script = self.script(key)
+        queue = script.faults.get(service)
+        return script, (queue.pop(0) if queue else None)
+
     def conn(self, service: str, headers: Any, query: Any) -> Conn:
         """Resolve a connection's config. Raises ``ValueError`` on a bad fault/latency header."""
         key = headers.get("x-emulator-key") or query.get("tag") or "default"
-        script = self.script(key)
+        script, spec = self.script_for(key, service)
         fault = parse_fault(headers.get("x-emulator-fault") or query.get("emulator_fault"))
-        queue = script.faults.get(service)
-        if queue:
-            fault = merge(fault, parse_fault(queue.pop(0)))
+        if spec is not None:
+            fault = merge(fault, parse_fault(spec))
         latency = self.latency.override(script.latency).override(headers.get("x-emulator-latency"))
         return Conn(key, script, fault, latency)
