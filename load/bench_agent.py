@@ -120,7 +120,7 @@ def main() -> int:
     ap.add_argument("--procs", type=int, default=2, help="load-generator processes")
     ap.add_argument("--gateway-replicas", type=int, default=1)
     ap.add_argument("--emulator-workers", type=int, default=1, help="emulator worker processes (one port)")
-    ap.add_argument("--ingress", default="proxy", choices=["proxy", "direct", "haproxy"])
+    ap.add_argument("--ingress", default="haproxy", choices=["proxy", "direct", "haproxy"])
     ap.add_argument("--name", default="bench_agent")
     args = ap.parse_args()
 

@@ -97,7 +97,7 @@ def _diff(a: float | None, b: float | None) -> float | None:
 def main() -> int:
     """Run the comparison, print the table, write ``load/results/bench_rtt_<ingress>_<frame>ms.json``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ingress", choices=["proxy", "direct", "haproxy"], default="proxy")
+    p.add_argument("--ingress", choices=["proxy", "direct", "haproxy"], default="haproxy")
     p.add_argument("--url", help="target a running vani (ws://host:port); its echo_delay_ms must be 0")
     p.add_argument("--sessions", type=int, nargs="+", default=[1, 100])
     p.add_argument("--frame-ms", type=float, default=80.0)

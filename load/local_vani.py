@@ -100,7 +100,7 @@ def direct_targets(app_name: str) -> list[dict[str, Any]]:
 
 @contextmanager
 def local_vani(
-    ingress: str = "proxy", gateway_replicas: int = 1, num_cpus: int | None = None, **overrides: Any
+    ingress: str = "haproxy", gateway_replicas: int = 1, num_cpus: int | None = None, **overrides: Any
 ) -> Iterator[LocalVani]:
     """A private single-node Ray on loopback with vani deployed; everything is stopped on exit.
 

@@ -27,7 +27,7 @@ from load.local_vani import local_vani  # noqa: E402
 def main() -> int:
     """Start, print ``ws://...`` (and replica URLs in direct mode), wait for a signal, stop everything."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ingress", choices=["proxy", "direct", "haproxy"], default="proxy")
+    p.add_argument("--ingress", choices=["proxy", "direct", "haproxy"], default="haproxy")
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--mode", choices=["sharded", "actor"], default="sharded")
     p.add_argument("--agent", action="store_true", help="agent sessions on the provider emulators")
