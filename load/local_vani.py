@@ -109,6 +109,11 @@ def local_vani(
     # Keep every Ray address on loopback (see tests/conftest.py) and pick the gateway path before Ray starts.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.update(INGRESS_ENV[ingress])
+    if ingress == "haproxy":
+        # HAProxy's stats and Prometheus pages default to fixed ports (8404, 9101): a second private vani
+        # on the box (another benchmark, a test's) would fail to start its HAProxy. Free ones instead.
+        os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
+        os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
     os.environ.update(PROXY_CALLBACK_ENV)  # as `vani up`: ingress guard, websocket pings without a pong deadline
     import ray
     from ray import serve
