@@ -11,9 +11,9 @@ how it was answered and how long that took (connect call -> ``session.started`` 
   anything else      another close code, an HTTP status, a refused TCP connect, an admitted session that
                      was closed before the client said goodbye
 
-Echo mode by default: the burst is a transport and admission test, and echo sessions cost nothing once
-admitted, so the box's CPU goes to accepting, placing and refusing connects. ``--mode agent`` makes agent
-sessions on the provider emulator (each admitted session then opens its STT stream at once).
+Echo sessions: the burst tests the transport and admission (gateway, registry, session hosts), and an echo
+session costs nothing once admitted, so the box's CPU goes to accepting, placing and refusing connects. An
+agent session would open provider streams too, and the burst would mostly measure the provider emulator.
 
     PYTHONPATH=$PWD/.shim .venv/bin/python -m load.burst --connects 1000 --seconds 5 --max-sessions 500 1000
 
@@ -31,7 +31,7 @@ import multiprocessing as mp
 import resource
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ if str(ROOT) not in sys.path:
 
 from load.report import pct, table, write_json  # noqa: E402
 
-SESSION, REFUSED, HUNG, PENDING = "session", "1013", "hung", "pending"
+SESSION, REFUSED, HUNG = "session", "1013", "hung"
 
 
 def raise_nofile() -> int:
@@ -56,24 +56,24 @@ def raise_nofile() -> int:
 
 
 async def one_connect(
-    url: str, hang_s: float, release: asyncio.Event, out: dict[str, Any] | None = None
+    url: str, hang_s: float, release: asyncio.Event, on_answer: Callable[[], None] = lambda: None
 ) -> dict[str, Any]:
-    """Open one session and fill ``out`` with ``{"outcome", "answer_ms", "reason"}`` as soon as it is
-    answered (``PENDING`` until then). Admitted sessions stay open until ``release`` is set, so the burst
-    really holds that many sessions at once; returns ``out`` once the connection is over."""
+    """Open one session: ``{"outcome", "answer_ms", "reason"}``; ``on_answer()`` runs once it is answered
+    (or counted as hung). Admitted sessions stay open until ``release`` is set, so the burst really holds
+    that many sessions at once; returns once the connection is over."""
     t0 = time.perf_counter()
-    out = out if out is not None else {}
-    out.update(outcome=PENDING, answer_ms=None, reason="")
+    out: dict[str, Any] = {"outcome": HUNG, "answer_ms": None, "reason": ""}
 
     def answered(outcome: str, reason: str = "") -> None:
         out.update(outcome=outcome, reason=reason, answer_ms=round((time.perf_counter() - t0) * 1000, 1))
+        on_answer()
 
     try:
         async with asyncio.timeout(hang_s):
             ws = await connect(url, open_timeout=None, ping_interval=None, compression=None, close_timeout=5)
             first = await ws.recv()
     except TimeoutError:
-        out["outcome"] = HUNG
+        on_answer()
         return out
     except ConnectionClosed as exc:
         code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (1006, "no close frame")
@@ -82,8 +82,8 @@ async def one_connect(
     except InvalidStatus as exc:
         answered(f"http {exc.response.status_code}")
         return out
-    except OSError as exc:
-        answered(f"connect error {type(exc).__name__}", str(exc)[:80])
+    except Exception as exc:  # a refused TCP connect, a broken handshake...: an answer, and a bad one
+        answered(f"error {type(exc).__name__}", str(exc)[:80])
         return out
     msg = json.loads(first) if isinstance(first, str) else {}
     if msg.get("type") != "session.started":
@@ -208,7 +208,6 @@ def main() -> int:
     p.add_argument("--procs", type=int, default=4, help="client processes")
     p.add_argument("--hang-s", type=float, default=30.0, help="no answer within this = hung")
     p.add_argument("--hold-s", type=float, default=2.0, help="admitted sessions stay open this long after the burst")
-    p.add_argument("--mode", choices=["echo", "agent"], default="echo")
     p.add_argument("--ingress", choices=["proxy", "haproxy"], default="haproxy")
     p.add_argument("--gateway-replicas", type=int, default=2)
     p.add_argument("--url", help="target a running vani (ws://host:port) instead of starting one")
@@ -237,46 +236,11 @@ def main() -> int:
 
 @contextlib.contextmanager
 def private_vani(args: argparse.Namespace, max_sessions: int) -> Iterator[str]:
-    """A private vani for one row; ``--mode agent`` points it at a provider emulator it starts (as bench_agent)."""
+    """A private vani (echo sessions) for one row; stopped on exit."""
     from load.local_vani import local_vani
 
-    overrides: dict[str, Any] = {"max_sessions": max_sessions, "session_mode": args.mode}
-    with contextlib.ExitStack() as stack:
-        if args.mode == "agent":
-            overrides.update(agent_overrides(stack))
-        v = stack.enter_context(local_vani(args.ingress, gateway_replicas=args.gateway_replicas, **overrides))
+    with local_vani(args.ingress, gateway_replicas=args.gateway_replicas, max_sessions=max_sessions) as v:
         yield v.ws_base
-
-
-def agent_overrides(stack: contextlib.ExitStack) -> dict[str, Any]:
-    """Start the provider emulator (stopped by ``stack``) and return the settings that point vani at it."""
-    import os
-
-    import httpx
-
-    from load.bench_emulators import free_port, start_emulator
-    from vani.adapters.emulator.cli import env_for
-
-    emu = f"http://127.0.0.1:{(port := free_port())}"
-    proc = start_emulator(port)
-    stack.callback(proc.wait, 10)
-    stack.callback(proc.terminate)
-    os.environ.update(env_for(emu))  # dummy credentials; Ray's workers inherit them
-    for _ in range(200):
-        try:
-            if httpx.get(f"{emu}/__emulator/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    return dict(
-        stt_provider="deepgram",
-        llm_provider="openai",
-        tts_provider="deepgram",
-        deepgram_base_url=emu,
-        openai_base_url=f"{emu}/v1",
-        llm_model="emulated",
-        provider_session_header="x-emulator-key",
-    )
 
 
 if __name__ == "__main__":
