@@ -3,7 +3,7 @@
 Issue 12 "bad input at scale". Starts a private vani on Serve's HAProxy ingress with 2 gateway replicas,
 streams ``--sessions`` real-time echo sessions of numbered frames (load/resumable.py: each client resumes
 with its token when its connection drops), kills one gateway replica with ``ray.kill`` ``--kill-at``
-seconds into the run, and ``--new`` seconds after the kill opens ``--new-sessions`` fresh sessions.
+seconds into the run, and ``--new-after-s`` seconds after the kill opens ``--new-sessions`` fresh sessions.
 
 Verdict (exit 1 if any fails):
   - the dropped sessions are exactly the ones whose ``session.started.gateway`` was the killed replica;
@@ -34,11 +34,13 @@ from load.resumable import ResumableResult, resumable_stream  # noqa: E402
 
 
 def kill_replica(app: str, unique_id: str) -> None:
-    """``ray.kill`` the Gateway replica actor with this id (Serve names it ``SERVE_REPLICA::app#Gateway#id``)."""
+    """``ray.kill`` the gateway replica actor with this id (``session.started.gateway``). Serve names it
+    ``SERVE_REPLICA::<app>#<deployment>#<id>``; matched on app and id, whatever the deployment is called."""
     import ray
 
     names = ray.util.list_named_actors(all_namespaces=True)
-    found = [a for a in names if a["name"].startswith("SERVE_REPLICA::") and a["name"].endswith(f"#{unique_id}")]
+    prefix, suffix = f"SERVE_REPLICA::{app}#", f"#{unique_id}"
+    found = [a for a in names if a["name"].startswith(prefix) and a["name"].endswith(suffix)]
     assert len(found) == 1, f"replica {unique_id} of {app}: {[a['name'] for a in names]}"
     ray.kill(ray.get_actor(found[0]["name"], namespace=found[0]["namespace"]), no_restart=True)
 
