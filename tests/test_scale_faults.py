@@ -54,7 +54,8 @@ class PrivateVani:
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         while line and not line.startswith(("READY", "KILLED")):  # skip anything else the child prints
             line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        assert line, f"private vani exited ({self.proc.poll()})"
+        if not line:
+            raise AssertionError(f"private vani exited ({self.proc.wait(timeout=120)})")
         return line.strip()
 
     async def kill_replica(self, unique_id: str) -> None:
@@ -76,7 +77,11 @@ class PrivateVani:
 
 @pytest.fixture(scope="module")
 def haproxy_vani() -> Iterator[PrivateVani]:
-    v = PrivateVani()
+    try:
+        v = PrivateVani()
+    except AssertionError as exc:  # a loaded 2-core box may miss Ray's fixed startup timeouts: once more
+        print(f"private vani start failed: {exc}", file=sys.stderr)
+        v = PrivateVani()
     try:
         yield v
     finally:
