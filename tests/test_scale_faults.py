@@ -75,13 +75,21 @@ class PrivateVani:
             self.proc.wait(timeout=30)
 
 
+def start_private_vani(attempts: int = 3) -> PrivateVani:
+    """Retried like tests/conftest.py's cluster: a loaded 2-core box may miss Ray's fixed startup timeouts."""
+    for attempt in range(attempts):
+        try:
+            return PrivateVani()
+        except AssertionError as exc:
+            print(f"private vani start attempt {attempt + 1} failed: {exc}", file=sys.stderr)
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="module")
 def haproxy_vani() -> Iterator[PrivateVani]:
-    try:
-        v = PrivateVani()
-    except AssertionError as exc:  # a loaded 2-core box may miss Ray's fixed startup timeouts: once more
-        print(f"private vani start failed: {exc}", file=sys.stderr)
-        v = PrivateVani()
+    v = start_private_vani()
     try:
         yield v
     finally:
