@@ -29,7 +29,10 @@ import sys
 from load.local_vani import local_vani
 from load.replica_kill import kill_replica
 
-with local_vani("haproxy", gateway_replicas=2, max_sessions={MAX_SESSIONS}, session_ttl_s=60.0) as v:
+# overload_lag_ms=0: no admission by load, so on a busy box the burst still meets max_sessions, not "overloaded".
+with local_vani(
+    "haproxy", gateway_replicas=2, max_sessions={MAX_SESSIONS}, session_ttl_s=60.0, overload_lag_ms=0
+) as v:
     print("READY", v.ws_base, v.settings.app_name, flush=True)
     for line in sys.stdin:
         if line.startswith("kill "):
@@ -120,9 +123,9 @@ async def test_connect_burst_past_max_sessions_gets_a_session_or_1013_each(hapro
     answers = collections.Counter(o["outcome"] for o in outs)
     assert answers[HUNG] == 0, answers
     assert set(answers) <= {SESSION, REFUSED}, answers
-    assert 0 < answers[SESSION] <= MAX_SESSIONS, answers
-    assert answers[REFUSED] >= BURST - MAX_SESSIONS, answers
-    assert all("try again later" in o["reason"] for o in outs if o["outcome"] == REFUSED)
+    # Nothing else is live on this private app: the limit is met exactly, never overshot by the race.
+    assert answers[SESSION] == MAX_SESSIONS and answers[REFUSED] == BURST - MAX_SESSIONS, answers
+    assert all(o["reason"] == "try again later: max sessions reached" for o in outs if o["outcome"] == REFUSED)
 
 
 async def test_killed_gateway_replica_drops_only_its_connections_and_they_resume(haproxy_vani):
