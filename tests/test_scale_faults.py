@@ -128,8 +128,22 @@ async def test_connect_burst_past_max_sessions_gets_a_session_or_1013_each(hapro
     assert all(o["reason"] == "try again later: max sessions reached" for o in outs if o["outcome"] == REFUSED)
 
 
+async def replicas_serving(url: str, want: int = 2, timeout_s: float = 90.0) -> set[str]:
+    """Open and close sessions until ``want`` replicas have served one: after a burst HAProxy may hold a
+    replica as down (its health check timed out) until the check passes again."""
+    seen: set[str] = set()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while len(seen) < want and asyncio.get_running_loop().time() < deadline:
+        probe = ResumableResult(sid("probe"))
+        await resumable_stream(url, probe, frame_ms=80, seconds=0.2)
+        seen.update(probe.gateways)
+        await asyncio.sleep(0.5)
+    return seen
+
+
 async def test_killed_gateway_replica_drops_only_its_connections_and_they_resume(haproxy_vani):
     url = haproxy_vani.url
+    assert len(await replicas_serving(url)) == 2
     sessions = [ResumableResult(sid("rk")) for _ in range(8)]
     tasks = [asyncio.create_task(resumable_stream(url, r, frame_ms=80, seconds=14)) for r in sessions]
     await asyncio.wait_for(asyncio.gather(*(r.started.wait() for r in sessions)), 120)
