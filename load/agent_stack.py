@@ -50,10 +50,6 @@ def agent_stack(
     from vani.adapters.emulator.cli import env_for
 
     raise_nofile()
-    # HAProxy's stats and metrics ports are fixed by default: private ports, so runs side by side on a shared
-    # box do not stop each other's HAProxy from starting.
-    for var in ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT"):
-        os.environ.setdefault(var, str(free_port()))
     port = free_port()
     emu = f"http://127.0.0.1:{port}"
     proc = start_emulator(port, emulator_workers)

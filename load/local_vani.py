@@ -109,6 +109,7 @@ def local_vani(
     # Keep every Ray address on loopback (see tests/conftest.py) and pick the gateway path before Ray starts.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.update(INGRESS_ENV[ingress])
+    # HAProxy's stats / Prometheus ports: connect_ray picks free ones, so private vanis never collide.
     os.environ.update(PROXY_CALLBACK_ENV)  # as `vani up`: ingress guard, websocket pings without a pong deadline
     import ray
     from ray import serve
