@@ -120,7 +120,7 @@ def deploy(settings: Settings, timeout_s: float = 120.0) -> str:
 
     from vani.actors.control.deploy import start_registry
     from vani.gateway.app import Gateway
-    from vani.gateway.scaling import deployment_options
+    from vani.gateway.scaling import deployment_options, spread_at_deploy
 
     start_registry(settings, timeout_s)
     serve.start(
@@ -130,6 +130,8 @@ def deploy(settings: Settings, timeout_s: float = 120.0) -> str:
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     gateway = Gateway.options(**deployment_options(settings, nodes))
     serve.run(gateway.bind(settings.to_dict()), name=settings.app_name, route_prefix=settings.route_prefix)
+    if settings.gateway_replicas == 0 and settings.gateway_replicas_per_node > 0 and nodes > 1:
+        spread_at_deploy(settings.app_name)
     url = base_url(settings)
     wait_healthy(url, timeout_s)
     return url

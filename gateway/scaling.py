@@ -82,3 +82,40 @@ def _alive_nodes() -> int:
     import ray
 
     return sum(1 for n in ray.nodes() if n.get("Alive"))
+
+
+def misplaced_replica(replicas: list[dict[str, Any]], alive: list[str]) -> str | None:
+    """A replica to restart so the per-node floor holds: one on a node holding more than one while another
+    alive node holds none (``replicas``: Serve's RUNNING replica records; returns an actor name)."""
+    by_node: dict[str, list[str]] = {node: [] for node in alive}
+    for r in replicas:
+        by_node.setdefault(r["node_id"], []).append(r["actor_name"])
+    if not any(not names for node, names in by_node.items() if node in alive):
+        return None
+    crowded = [names for names in by_node.values() if len(names) > 1]
+    return crowded[0][-1] if crowded else None
+
+
+def spread_at_deploy(app: str, timeout_s: float = 60.0) -> None:
+    """Right after ``vani deploy`` (no client has a socket on the new replicas yet), restart a replica that
+    SPREAD put next to another while an alive node has none; Serve schedules the replacement by SPREAD
+    again. Best effort within ``timeout_s``: later replicas (autoscaling, nodes joining) are Serve's alone."""
+    import time
+
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        details = ray.get(controller.get_serve_instance_details.remote())
+        deployment = details["applications"][app]["deployments"][f"{app}-gateway"]
+        states = [getattr(r["state"], "value", r["state"]) for r in deployment["replicas"]]
+        running = [r for r, state in zip(deployment["replicas"], states, strict=True) if state == "RUNNING"]
+        alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+        if len(running) == len(states):
+            victim = misplaced_replica(running, alive)
+            if victim is None:
+                return
+            ray.kill(ray.get_actor(victim, namespace=SERVE_NAMESPACE), no_restart=True)
+        time.sleep(1.0)

@@ -121,3 +121,15 @@ def test_the_wrapper_runs_the_real_haproxy_with_loopback_listeners(tmp_path):
     done = subprocess.run([wrapper, "-c", "-f", str(cfg)], env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert f"bind 127.0.0.1:{ports[0]}" in cfg.read_text()
+
+
+def test_a_replica_doubled_up_while_a_node_has_none_is_the_one_to_restart():
+    from vani.gateway.scaling import misplaced_replica
+
+    def rep(node: str, name: str) -> dict:
+        return {"node_id": node, "actor_name": name}
+
+    assert misplaced_replica([rep("a", "r1"), rep("a", "r2")], ["a", "b"]) == "r2"
+    assert misplaced_replica([rep("a", "r1"), rep("b", "r2")], ["a", "b"]) is None
+    assert misplaced_replica([rep("a", "r1"), rep("b", "r2"), rep("b", "r3")], ["a", "b"]) is None
+    assert misplaced_replica([rep("a", "r1")], ["a", "b"]) is None  # nothing to move: wait for Serve

@@ -30,6 +30,10 @@ from vani.adapters.http_client import warm_up
 from vani.cluster.config import SessionLimits, Settings
 from vani.cluster.logs import configure_logging
 
+# How long a connection that presents the resume token of an attached session waits for the old link to
+# close by itself before taking it over (Session.wait_link_released; docs/protocol.md "Resume").
+TAKEOVER_GRACE_S = 1.0
+
 log = logging.getLogger("vani.host")
 
 LINK_MAX_BYTES = 1 << 20  # the gateway enforces the client frame limit before this
@@ -141,6 +145,13 @@ class SessionHost:
                 return
             self.sessions[sid] = session
             self._metrics.active_sessions.set(len(self.sessions), tags=self._tags)
+        if session.link is not None:
+            # A client that dropped its socket and came straight back with its token can reach this host
+            # before its old link's close does (that close crosses the old gateway replica; through HAProxy
+            # a new connect takes a few ms). Give the drop a moment to be seen, so the client gets its
+            # session back as `resumed`; a link still alive after the grace is taken over (resumed: false).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.link_released.wait(), TAKEOVER_GRACE_S)
         started = session.attach(ws)
         await ws.send(
             protocol.dumps({"type": "link.opened", "next_seq": session.inbound.expected_seq, "started": started})

@@ -88,6 +88,7 @@ class Session:
         )
         self.outbound = OutboundQueue(limits.outbound_cap_bytes)
         self.link: LinkSocket | None = None  # the client connection bound now (None: suspended)
+        self.link_released = asyncio.Event()  # set when the bound link is let go (host.py: takeover grace)
         self._sender: asyncio.Task | None = None
         self._ttl: Timer | None = None
         self.close_code: int | None = None
@@ -103,6 +104,7 @@ class Session:
             self._unbind(Close.REPLACED, "session taken over by a newer connection")
         self._cancel_ttl()
         self.link = link
+        self.link_released = asyncio.Event()
         self.counters.connections += 1
         self._sender = asyncio.get_running_loop().create_task(self._send_loop(link), name=f"sender:{self.session_id}")
         limits = public_limits(self.limits, self.ring.capacity)
@@ -126,6 +128,7 @@ class Session:
 
     def _unbind(self, code: int | None, reason: str) -> None:
         link, self.link = self.link, None
+        self.link_released.set()
         if self._sender is not None:
             self._sender.cancel()
             self._sender = None
