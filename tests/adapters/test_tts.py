@@ -11,6 +11,7 @@ import pytest
 from vani.adapters.base import ErrorKind, ProviderError, TtsOptions
 from vani.adapters.emulator.audio import speech_pcm
 from vani.adapters.factory import make_tts
+from vani.adapters.http_client import streaming_client
 from vani.adapters.tts.fallback import FallbackTts
 
 TEXT = "Hello there, how can I help you today?"
@@ -177,3 +178,15 @@ async def test_fallback_failure_reports_both(settings, env, control, key):
     with pytest.raises(ProviderError) as err:
         await synth(tts)
     assert "primary" in err.value.message and "fallback" in err.value.message
+
+
+async def test_streaming_client_has_no_connection_cap_and_reads_raw() -> None:
+    """One host's sessions stream at once: a pool cap (aiohttp's default is 100) would queue a session's request
+    behind others' streams. Bodies are handed over as sent (no content decoding), as before."""
+    client = streaming_client(2.0, 1.0)
+    try:
+        assert client.connector is not None and client.connector.limit == 0
+        assert client.auto_decompress is False
+        assert client.timeout.sock_read == 2.0 and client.timeout.sock_connect == 1.0 and client.timeout.total is None
+    finally:
+        await client.close()
