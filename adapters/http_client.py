@@ -37,11 +37,12 @@ def streaming_client(read_timeout_s: float, connect_timeout_s: float) -> aiohttp
     Call it on the event loop that will use it (an adapter makes it on first use). No connection cap: one
     session host serves many sessions, each with its own stream, and a pool limit would queue a session's
     request behind others' long-lived streams. ``read_timeout_s`` bounds each wait for body bytes, as
-    httpx's read timeout did; bodies are handed over raw (no content decoding), as ``aiter_raw`` did.
+    httpx's read timeout did; bodies are handed over raw (no content decoding), as ``aiter_raw`` did; proxy
+    settings come from the environment (``HTTPS_PROXY`` ...), as httpx's did (aiohttp's default ignores them).
     """
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
     connector = aiohttp.TCPConnector(ssl=ssl_context(), limit=0)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False, trust_env=True)
 
 
 def warm_up() -> None:

@@ -182,11 +182,12 @@ async def test_fallback_failure_reports_both(settings, env, control, key):
 
 async def test_streaming_client_has_no_connection_cap_and_reads_raw() -> None:
     """One host's sessions stream at once: a pool cap (aiohttp's default is 100) would queue a session's request
-    behind others' streams. Bodies are handed over as sent (no content decoding), as before."""
+    behind others' streams. Bodies are handed over as sent (no content decoding) and proxies come from the
+    environment, as with httpx before."""
     client = streaming_client(2.0, 1.0)
     try:
         assert client.connector is not None and client.connector.limit == 0
-        assert client.auto_decompress is False
+        assert client.auto_decompress is False and client.trust_env is True
         assert client.timeout.sock_read == 2.0 and client.timeout.sock_connect == 1.0 and client.timeout.total is None
     finally:
         await client.close()
