@@ -18,7 +18,7 @@ import aiohttp
 
 from vani.adapters.base import ErrorKind, LlmDone, LlmEvent, LlmToken, LlmToolCall, ProviderError, ToolCall
 from vani.adapters.errors import http_error, transport_error
-from vani.adapters.http_client import TRANSPORT_ERRORS
+from vani.adapters.http_client import TRANSPORT_ERRORS, proxy_for
 from vani.adapters.retry import Backoff, parse_retry_after
 from vani.adapters.sse import iter_sse
 
@@ -53,7 +53,7 @@ async def stream_sse(
         parser: StreamParser = new_parser()
         retry_after: float | None = None
         try:
-            async with client.post(target.url, json=body, headers=target.headers) as resp:
+            async with client.post(target.url, json=body, headers=target.headers, proxy=proxy_for(target.url)) as resp:
                 if resp.status != 200:
                     retry_after = parse_retry_after(resp.headers.get("retry-after"))
                     raise http_error(target.provider, resp.status, await resp.read(), target.secret)

@@ -13,7 +13,7 @@ import aiohttp
 
 from vani.adapters.base import AudioFormat, ErrorKind, ProviderError, TtsChunk, TtsOptions
 from vani.adapters.errors import http_error, transport_error
-from vani.adapters.http_client import TRANSPORT_ERRORS, streaming_client
+from vani.adapters.http_client import TRANSPORT_ERRORS, proxy_for, streaming_client
 from vani.adapters.tts.sniff import sniff
 
 PCM_ENCODINGS = ("linear16", "mulaw", "alaw")
@@ -65,7 +65,7 @@ class AuraRestTts:
         asked = AudioFormat(options.encoding, options.sample_rate, options.container)
         try:
             async with self._http().post(
-                url, params=query, json=body, headers={**headers, **self.extra_headers}
+                url, params=query, json=body, headers={**headers, **self.extra_headers}, proxy=proxy_for(url)
             ) as resp:
                 chunks = resp.content.iter_any()  # all the bytes that have arrived, in one piece
                 if resp.status != 200:
