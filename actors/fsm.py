@@ -68,6 +68,7 @@ class StateMachine:
         )
         self._on_change: Callable[[str, str, str], None] | None = getattr(model, hook, None)
         self._events = frozenset(t["trigger"] for t in transitions)
+        self.direct = direct_steps(transitions, self._quiet)
 
     @property
     def state(self) -> str:
@@ -79,6 +80,11 @@ class StateMachine:
     def fire(self, event: str, *args: Any, **kwargs: Any) -> str:
         """Fire ``event``; returns the new state or raises ``InvalidEvent``."""
         source = self.state
+        steps = self.direct.get((event, source))
+        if steps is not None:  # a quiet self-loop (per audio frame): its actions, as transitions would run them
+            for name in steps:
+                getattr(self.model, name)(*args, **kwargs)
+            return source
         trigger = getattr(self.model, event, None) if event in self._events else None
         if trigger is None:  # not an event of this table at all
             self._log.warning("session=%s rejected unknown %s in %s", self.session_id, event, source)
@@ -98,3 +104,31 @@ class StateMachine:
             if self._on_change is not None:
                 self._on_change(source, dest, event)
         return dest
+
+
+def direct_steps(transitions: list[dict[str, Any]], quiet: Collection[str]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(event, state) -> the ``after`` actions of transitions that ``fire`` may run without ``transitions``.
+
+    ``transitions`` pays ~10 Python calls per trigger (event lookup, transition objects, callback resolution),
+    and the session and conversation machines take one event per inbound audio frame. A step qualifies only
+    when the outcome is fixed by the table alone: a quiet event, the only transition for that event in that
+    state, internal (``dest`` None: no exit/enter, the state stays), no ``conditions``/``unless``/``prepare``/
+    ``before``. Running its ``after`` actions in order with the event's arguments is then exactly what
+    ``transitions`` does (the machine has no machine-wide callbacks; ``StateMachine`` never sets any), and
+    such an event is neither logged nor reported either way.
+    """
+    sources: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for t in transitions:
+        for src in [t["source"]] if isinstance(t["source"], str) else t["source"]:
+            sources.setdefault((t["trigger"], src), []).append(t)
+    wildcard = {event for event, src in sources if src == "*"}  # "*" adds a candidate in every state
+    out: dict[tuple[str, str], tuple[str, ...]] = {}
+    for (event, src), ts in sources.items():
+        if event not in quiet or event in wildcard or len(ts) != 1:
+            continue
+        t = ts[0]
+        if t.get("dest") is not None or any(t.get(k) for k in ("conditions", "unless", "prepare", "before")):
+            continue
+        after = t.get("after") or ()
+        out[event, src] = (after,) if isinstance(after, str) else tuple(after)
+    return out

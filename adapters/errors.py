@@ -52,9 +52,7 @@ def http_error(provider: str, status: int, body: bytes | str = b"", *secrets: st
 
 
 def transport_error(provider: str, exc: BaseException, *secrets: str | None) -> ProviderError:
-    """A connection-level failure (refused, reset, timed out)."""
-    import httpx
-
-    kind = ErrorKind.TIMEOUT if isinstance(exc, httpx.TimeoutException | TimeoutError) else ErrorKind.UNAVAILABLE
+    """A connection-level failure (refused, reset, timed out; aiohttp's read timeouts are ``TimeoutError``s)."""
+    kind = ErrorKind.TIMEOUT if isinstance(exc, TimeoutError) else ErrorKind.UNAVAILABLE
     detail = redact(f"{type(exc).__name__}: {exc}", *secrets)[:300]
     return ProviderError(provider, kind, detail, retryable=True)

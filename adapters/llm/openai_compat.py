@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from vani.adapters.base import ChatMessage, ErrorKind, LlmEvent, ProviderError, ToolCall, ToolSpec
 from vani.adapters.http_client import streaming_client
@@ -83,9 +83,9 @@ class OpenAiCompatLlm:
     include_usage: bool = False
     extra_headers: dict[str, str] = field(default_factory=dict)
     extra_body: dict[str, Any] = field(default_factory=dict)
-    _client: httpx.AsyncClient | None = None
+    _client: aiohttp.ClientSession | None = None
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> aiohttp.ClientSession:
         if self._client is None:
             self._client = streaming_client(self.read_timeout_s, self.connect_timeout_s)
         return self._client
@@ -122,5 +122,5 @@ class OpenAiCompatLlm:
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None

@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 
 from vani.adapters.base import ErrorKind, LlmDone, LlmEvent, LlmToken, LlmToolCall, ProviderError, ToolCall
 from vani.adapters.errors import http_error, transport_error
+from vani.adapters.http_client import TRANSPORT_ERRORS, proxy_for
 from vani.adapters.retry import Backoff, parse_retry_after
 from vani.adapters.sse import iter_sse
 
@@ -43,7 +44,7 @@ class HttpTarget:
 
 
 async def stream_sse(
-    client: httpx.AsyncClient, target: HttpTarget, body: dict[str, Any], new_parser: Any
+    client: aiohttp.ClientSession, target: HttpTarget, body: dict[str, Any], new_parser: Any
 ) -> AsyncIterator[LlmEvent]:
     """POST ``body``, parse the SSE reply with a fresh ``new_parser()`` per attempt, retry safely."""
     delivered = False
@@ -52,11 +53,11 @@ async def stream_sse(
         parser: StreamParser = new_parser()
         retry_after: float | None = None
         try:
-            async with client.stream("POST", target.url, json=body, headers=target.headers) as resp:
-                if resp.status_code != 200:
+            async with client.post(target.url, json=body, headers=target.headers, proxy=proxy_for(target.url)) as resp:
+                if resp.status != 200:
                     retry_after = parse_retry_after(resp.headers.get("retry-after"))
-                    raise http_error(target.provider, resp.status_code, await resp.aread(), target.secret)
-                async for ev in iter_sse(resp.aiter_raw()):
+                    raise http_error(target.provider, resp.status, await resp.read(), target.secret)
+                async for ev in iter_sse(resp.content.iter_any()):
                     if ev.data.strip() == "[DONE]":
                         parser.done = True
                         break
@@ -91,7 +92,7 @@ async def stream_sse(
             return
         except ProviderError as e:
             err = e
-        except (httpx.TransportError, httpx.StreamError) as e:
+        except TRANSPORT_ERRORS as e:
             err = transport_error(target.provider, e, target.secret)
         if delivered or not err.retryable or attempt >= target.max_retries:
             if delivered and err.retryable:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from vani.adapters.base import ChatMessage, ErrorKind, LlmEvent, ProviderError, ToolCall, ToolSpec
 from vani.adapters.http_client import streaming_client
@@ -56,9 +56,9 @@ class WorkersAiNativeLlm:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
     extra_headers: dict[str, str] = field(default_factory=dict)
-    _client: httpx.AsyncClient | None = None
+    _client: aiohttp.ClientSession | None = None
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> aiohttp.ClientSession:
         if self._client is None:
             self._client = streaming_client(self.read_timeout_s, self.connect_timeout_s)
         return self._client
@@ -94,5 +94,5 @@ class WorkersAiNativeLlm:
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from vani.adapters.base import AudioFormat, ErrorKind, ProviderError, TtsChunk, TtsOptions
 from vani.adapters.errors import http_error, transport_error
-from vani.adapters.http_client import streaming_client
+from vani.adapters.http_client import TRANSPORT_ERRORS, proxy_for, streaming_client
 from vani.adapters.tts.sniff import sniff
 
 PCM_ENCODINGS = ("linear16", "mulaw", "alaw")
@@ -33,12 +33,12 @@ class AuraRestTts:
     first_byte_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
     extra_headers: dict[str, str] = field(default_factory=dict)
-    _client: httpx.AsyncClient | None = None
+    _client: aiohttp.ClientSession | None = None
 
     def __post_init__(self) -> None:
         self.name = self.name or self.flavor
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> aiohttp.ClientSession:
         if self._client is None:
             self._client = streaming_client(self.read_timeout_s, self.connect_timeout_s)
         return self._client
@@ -64,12 +64,12 @@ class AuraRestTts:
         url, query, body, headers = self.request(text, options)
         asked = AudioFormat(options.encoding, options.sample_rate, options.container)
         try:
-            async with self._http().stream(
-                "POST", url, params=query, json=body, headers={**headers, **self.extra_headers}
+            async with self._http().post(
+                url, params=query, json=body, headers={**headers, **self.extra_headers}, proxy=proxy_for(url)
             ) as resp:
-                chunks = resp.aiter_raw()
-                if resp.status_code != 200:
-                    raise http_error(self.name, resp.status_code, await resp.aread(), self.secret)
+                chunks = resp.content.iter_any()  # all the bytes that have arrived, in one piece
+                if resp.status != 200:
+                    raise http_error(self.name, resp.status, await resp.read(), self.secret)
                 head = b""
                 try:
                     async with asyncio.timeout(self.first_byte_timeout_s):
@@ -88,10 +88,10 @@ class AuraRestTts:
                 async for chunk in chunks:
                     if chunk:
                         yield TtsChunk(chunk, fmt)
-        except (httpx.TransportError, httpx.StreamError) as e:
+        except TRANSPORT_ERRORS as e:
             raise transport_error(self.name, e, self.secret) from None
 
     async def aclose(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None

@@ -11,6 +11,7 @@ import pytest
 from vani.adapters.base import ErrorKind, ProviderError, TtsOptions
 from vani.adapters.emulator.audio import speech_pcm
 from vani.adapters.factory import make_tts
+from vani.adapters.http_client import _env_proxy, proxy_for, streaming_client
 from vani.adapters.tts.fallback import FallbackTts
 
 TEXT = "Hello there, how can I help you today?"
@@ -177,3 +178,33 @@ async def test_fallback_failure_reports_both(settings, env, control, key):
     with pytest.raises(ProviderError) as err:
         await synth(tts)
     assert "primary" in err.value.message and "fallback" in err.value.message
+
+
+async def test_streaming_client_has_no_connection_cap_and_reads_raw() -> None:
+    """One host's sessions stream at once: a pool cap (aiohttp's default is 100) would queue a session's request
+    behind others' streams. Bodies are handed over as sent (no content decoding), as with httpx before."""
+    client = streaming_client(2.0, 1.0)
+    try:
+        assert client.connector is not None and client.connector.limit == 0
+        assert client.auto_decompress is False
+        assert client.timeout.sock_read == 2.0 and client.timeout.sock_connect == 1.0 and client.timeout.total is None
+    finally:
+        await client.close()
+
+
+def test_proxy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As httpx did: ``HTTPS_PROXY`` / ``ALL_PROXY`` apply, ``NO_PROXY`` hosts go direct, no proxy by default."""
+    for name in ("https_proxy", "http_proxy", "all_proxy", "no_proxy", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    _env_proxy.cache_clear()
+    assert proxy_for("https://api.deepgram.com/v1/speak") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    _env_proxy.cache_clear()
+    try:
+        assert proxy_for("https://api.deepgram.com/v1/speak") == "http://proxy.internal:3128"
+        assert proxy_for("http://127.0.0.1:8000/v1/speak") is None
+        assert proxy_for("http://api.example.com/x") is None  # no HTTP_PROXY, no ALL_PROXY
+    finally:
+        _env_proxy.cache_clear()
