@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from vani.actors.control.handle import link_secret
 from vani.actors.metrics import session_metrics
@@ -172,6 +173,12 @@ async def _pump(
     finally:
         for t in (upstream, downstream):
             t.cancel()
+        if link.state is not State.CLOSED:
+            # Serve (HAProxy / direct ingress) cancels this request as soon as it reads the client's
+            # disconnect, often before the close above: the link must still close, or the host keeps the
+            # session attached to a connection that is gone (no suspend, no TTL, a resume is a takeover).
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(link.close(Close.GOING_AWAY, "client gone"))
         await asyncio.wait({upstream, downstream}, timeout=5)
     return code, reason
 

@@ -139,10 +139,43 @@ async def test_killing_one_nodes_gateway_replica_leaves_the_other_entrance_servi
     assert victims
     for r in victims:
         ray.kill(ray.get_actor(r["actor_name"], namespace="serve"), no_restart=True)
-    head = vani_cluster.entrance_ports[0]
-    for _ in range(5):  # new sessions through the head node's entrance, at once
-        s = await VaniSession.connect(f"ws://127.0.0.1:{head}/", sid())
-        assert s.started["resumed"] is False
+    gone = {r["actor_name"] for r in victims}
+
+    async def noticed() -> bool:  # Serve saw the replica die (HAProxy's server list follows within moments)
+        return not gone & {r["actor_name"] for r in running_replicas(await serve_details(), "vani")}
+
+    assert await until(noticed, timeout=60)
+
+    async def served(port: int) -> bool:
+        try:
+            s = await VaniSession.connect(f"ws://127.0.0.1:{port}/", sid())
+        except Exception:
+            return False
         await s.close()
-    # Serve replaces the replica; leave the shared cluster as the next test module expects it.
-    assert await until(lambda: replica_per_node(vani_cluster), timeout=120)
+        return s.started["resumed"] is False
+
+    head = vani_cluster.entrance_ports[0]
+    assert await until(lambda: served(head), timeout=30)
+    for _ in range(5):
+        assert await served(head), "the head node's entrance refused a new session after the kill"
+
+    async def replaced() -> bool:  # Serve replaces the replica (on whichever node SPREAD picks)
+        return len(running_replicas(await serve_details(), "vani")) >= len(vani_cluster.node_ids)
+
+    assert await until(replaced, timeout=120)
+
+
+async def test_a_client_that_closes_is_let_go_by_its_host(vani_cluster):
+    """Serve's direct ingress (under HAProxy) cancels the gateway's request the moment it reads the client's
+    disconnect; the gateway still closes its link, so the host suspends the session (then resume works
+    and the TTL runs). Before that fix about half of these sessions stayed attached to a dead socket."""
+    registry = ray.get_actor("fast-registry", namespace="vani")
+    for _ in range(10):
+        s = await VaniSession.connect(f"{vani_cluster.ws}/fast", sid())
+        await s.close(graceful=False)
+
+        async def suspended(session_id: str = s.session_id) -> bool:
+            stats = await registry.host_stats.remote()
+            return any(x["session_id"] == session_id and not x["connected"] for h in stats for x in h["sessions"])
+
+        assert await until(suspended, timeout=20), f"{s.session_id} still attached to its closed connection"
