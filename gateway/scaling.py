@@ -117,5 +117,8 @@ def spread_at_deploy(app: str, timeout_s: float = 60.0) -> None:
             victim = misplaced_replica(running, alive)
             if victim is None:
                 return
-            ray.kill(ray.get_actor(victim, namespace=SERVE_NAMESPACE), no_restart=True)
+            try:
+                ray.kill(ray.get_actor(victim, namespace=SERVE_NAMESPACE), no_restart=True)
+            except ValueError:  # gone already (Serve replaced it): look again
+                pass
         time.sleep(1.0)
