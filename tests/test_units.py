@@ -133,9 +133,14 @@ def test_state_machine_table_and_explicit_rejection():
     assert set(STATES) == {"connected", "streaming", "muted", "suspended", "closed"}
 
 
-def test_provider_http_clients_share_one_tls_context():
-    """Per-session clients must not each load the CA bundle (~100 ms of the host's event loop)."""
+async def test_provider_http_clients_share_one_tls_context():
+    """Per-session clients must not each load the CA bundle (~100 ms of the host's event loop). The streaming
+    client is aiohttp's (adapters/http_client.py); its connector holds the shared context."""
     from vani.adapters.http_client import ssl_context, streaming_client
 
     a, b = streaming_client(1.0, 1.0), streaming_client(1.0, 1.0)
-    assert a._transport._pool._ssl_context is ssl_context() is b._transport._pool._ssl_context
+    try:
+        assert a.connector._ssl is ssl_context() is b.connector._ssl
+    finally:
+        await a.close()
+        await b.close()
