@@ -115,19 +115,18 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
 
 def deploy(settings: Settings, timeout_s: float = 120.0) -> str:
     """Create the registry (and through it the session hosts) and run the gateway app; return its URL."""
-    import ray
     from ray import serve
 
     from vani.actors.control.deploy import start_registry
     from vani.gateway.app import Gateway
-    from vani.gateway.scaling import deployment_options, spread_at_deploy
+    from vani.gateway.scaling import alive_node_ids, deployment_options, spread_at_deploy
 
     start_registry(settings, timeout_s)
     serve.start(
         http_options={"host": settings.http_host, "port": settings.http_port},
         proxy_location="EveryNode",  # an entrance on every node that holds gateway replicas
     )
-    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    nodes = len(alive_node_ids())
     gateway = Gateway.options(**deployment_options(settings, nodes))
     serve.run(gateway.bind(settings.to_dict()), name=settings.app_name, route_prefix=settings.route_prefix)
     if settings.gateway_replicas == 0 and settings.gateway_replicas_per_node > 0 and nodes > 1:

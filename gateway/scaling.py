@@ -79,9 +79,14 @@ class ConnectionsAndNodes:
 
 
 def _alive_nodes() -> int:
+    return len(alive_node_ids())
+
+
+def alive_node_ids() -> list[str]:
+    """The cluster's alive nodes (one GCS call)."""
     import ray
 
-    return sum(1 for n in ray.nodes() if n.get("Alive"))
+    return [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
 
 
 def misplaced_replica(replicas: list[dict[str, Any]], alive: list[str]) -> str | None:
@@ -112,7 +117,7 @@ def spread_at_deploy(app: str, timeout_s: float = 60.0) -> None:
         deployment = details["applications"][app]["deployments"][f"{app}-gateway"]
         states = [getattr(r["state"], "value", r["state"]) for r in deployment["replicas"]]
         running = [r for r, state in zip(deployment["replicas"], states, strict=True) if state == "RUNNING"]
-        alive = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+        alive = alive_node_ids()
         if len(running) == len(states):
             victim = misplaced_replica(running, alive)
             if victim is None:
