@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from vani.adapters.base import ErrorKind, ProviderError, SttOptions, TurnEvent
 from vani.adapters.errors import transport_error
@@ -125,7 +125,7 @@ class FluxStream:
                         if err:
                             reason = err
                             break
-                except websockets.ConnectionClosed as e:
+                except ConnectionClosed as e:
                     reason = f"socket closed ({e.rcvd.code if e.rcvd else 'no close frame'})"
                 if self._closing:
                     return
@@ -183,7 +183,7 @@ class FluxStream:
             self._flow.accept(pcm)
             self._last_audio = asyncio.get_running_loop().time()
             if self._ws is not None:
-                with contextlib.suppress(websockets.ConnectionClosed):
+                with contextlib.suppress(ConnectionClosed):
                     await self._ws.send(pcm)  # on failure the reader reconnects and replays
 
     async def _keepalive_loop(self) -> None:
@@ -246,7 +246,7 @@ class FluxStream:
                 raise ProviderError(self.cfg.name, ErrorKind.UNAVAILABLE, "not connected")
             try:
                 await self._ws.send(json.dumps(msg))
-            except websockets.ConnectionClosed:
+            except ConnectionClosed:
                 raise ProviderError(self.cfg.name, ErrorKind.UNAVAILABLE, "connection lost", retryable=True) from None
 
     async def events(self) -> AsyncIterator[TurnEvent]:

@@ -13,6 +13,8 @@ Pure bookkeeping: no sockets, no clock; ``FluxStream`` calls it under its send l
 
 from __future__ import annotations
 
+from collections import deque
+
 from vani.adapters.base import TurnEvent, TurnEventType
 
 
@@ -24,7 +26,10 @@ class StreamContinuity:
         self.replay_max_s = replay_max_s
         self.sent = 0  # total audio accepted from the caller
         self.acked = 0  # audio fully transcribed and delivered
-        self.replay = bytearray()  # audio from acked to sent
+        # Audio from acked to sent, as the caller's chunks: trimming the front of one bytearray moved up to
+        # replay_max_s of audio per chunk (~20 % of a session host's work per inbound frame, issue 12).
+        self._replay: deque[bytes] = deque()
+        self._replay_len = 0
         self._conn_base = 0  # stream offset where the current connection's audio clock starts
         self._turns_before_conn = 0
         self._conn_turns = 0  # EndOfTurns received on the current connection
@@ -35,17 +40,30 @@ class StreamContinuity:
 
     @property
     def replay_s(self) -> float:
-        return len(self.replay) / self.bytes_per_s
+        return self._replay_len / self.bytes_per_s
 
     def accept(self, pcm: bytes) -> None:
         """Audio the caller sent: kept until acknowledged, bounded by ``replay_max_s``."""
-        self.replay += pcm
+        self._replay.append(bytes(pcm))
+        self._replay_len += len(pcm)
         self.sent += len(pcm)
         limit = int(self.replay_max_s * self.bytes_per_s)
-        if len(self.replay) > limit:  # bound memory: oldest unacknowledged audio is given up
-            drop = len(self.replay) - limit
-            del self.replay[:drop]
+        if self._replay_len > limit:  # bound memory: oldest unacknowledged audio is given up
+            drop = self._replay_len - limit
+            self._drop_front(drop)
             self.acked += drop
+
+    def _drop_front(self, n: int) -> None:
+        """Forget the oldest ``n`` bytes of the replay."""
+        self._replay_len -= n
+        while n > 0:
+            head = self._replay[0]
+            if len(head) <= n:
+                self._replay.popleft()
+                n -= len(head)
+            else:
+                self._replay[0] = head[n:]
+                n = 0
 
     def connection_lost(self) -> None:
         """The turns the lost connection ended now count before the next connection's turn indices."""
@@ -64,7 +82,7 @@ class StreamContinuity:
                 audio_window_end=self._last_end,
             )
             self._eager_pending = False
-        return resumed, bytes(self.replay)
+        return resumed, b"".join(self._replay)
 
     def on_turn(self, ev: TurnEvent) -> TurnEvent | None:
         """``ev`` on the stream's continuous clock and turn count, or None if the caller already had it."""
@@ -99,5 +117,5 @@ class StreamContinuity:
     def _ack(self, until_s: float) -> None:
         until = min(self.sent, int(until_s * self.bytes_per_s) // 2 * 2)
         if until > self.acked:
-            del self.replay[: until - self.acked]
+            self._drop_front(until - self.acked)
             self.acked = until
