@@ -20,6 +20,11 @@ from vani.cluster.config import Settings
 NODES_EVERY_S = 5.0
 UPSCALE_DELAY_S = 10.0  # a burst of connects gets a new replica within seconds
 DOWNSCALE_DELAY_S = 300.0  # removing a replica drains its connections (gateway_drain_s): do it rarely
+# Serve runs a replica's user code on a second event loop in its own thread by default, so every websocket
+# message crosses threads between uvicorn's loop and the relay. The gateway's code never blocks (it only
+# awaits sockets and Ray calls), so it runs on uvicorn's loop: Serve's "throughput optimized" setting, which
+# cut the replica's CPU per relayed frame by ~40 % (load/README.md, "Serve's one-loop replica").
+REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
 
 
 def deployment_options(settings: Settings, nodes: int = 1) -> dict[str, Any]:
@@ -29,7 +34,7 @@ def deployment_options(settings: Settings, nodes: int = 1) -> dict[str, Any]:
     time, between other deployments' replicas, can land on a node that has one already)."""
     options: dict[str, Any] = {
         "name": f"{settings.app_name}-gateway",
-        "ray_actor_options": {"num_cpus": 0},
+        "ray_actor_options": {"num_cpus": 0, "runtime_env": {"env_vars": dict(REPLICA_ENV)}},
         "graceful_shutdown_timeout_s": settings.gateway_drain_s,
     }
     if settings.gateway_replicas > 0:

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import httpx
+import psutil
 import ray
 
 from tests.audio_frames import numbered_frame
@@ -17,6 +18,7 @@ from vani.client.session_client import VaniSession
 from vani.cluster.config import Settings
 from vani.cluster.run import deploy, undeploy
 from vani.gateway.entrances import serve_details
+from vani.gateway.scaling import REPLICA_ENV
 
 
 def sid() -> str:
@@ -72,6 +74,16 @@ async def test_each_node_has_a_gateway_replica_and_an_entrance(vani_cluster):
     for row in rows.values():
         assert row["entrance"] == "HEALTHY" and row["gateway_replicas"] >= 1
         assert "entrance_address" not in row
+
+
+async def test_gateway_replicas_run_the_relay_on_uvicorns_loop(vani_cluster):
+    """Serve's one-loop replica (gateway/scaling.REPLICA_ENV): no cross-thread hop per relayed message."""
+    assert await until(lambda: replica_per_node(vani_cluster))
+    pids = [r["pid"] for r in running_replicas(await serve_details(), "vani")]
+    assert pids
+    for pid in pids:
+        env = psutil.Process(pid).environ()
+        assert {k: env.get(k) for k in REPLICA_ENV} == REPLICA_ENV, f"replica {pid}"
 
 
 async def test_clients_through_each_entrance_are_served_on_hosts_of_both_nodes(vani_cluster):

@@ -20,6 +20,7 @@ from vani.gateway.scaling import ConnectionsAndNodes, deployment_options, desire
 def test_fixed_replicas_turn_autoscaling_off():
     opts = deployment_options(Settings(gateway_replicas=3))
     assert opts["num_replicas"] == 3 and "autoscaling_config" not in opts
+    assert opts["ray_actor_options"]["runtime_env"]["env_vars"] == scaling.REPLICA_ENV
     assert opts["graceful_shutdown_timeout_s"] == Settings().gateway_drain_s
 
 
