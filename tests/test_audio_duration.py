@@ -153,3 +153,45 @@ def test_unparsed_formats_use_the_bit_rate_or_are_not_paced():
     unknown = framer_for("flac", "none", 24000, 1, None)
     unknown.feed(bytes(3000))
     assert unknown.rest() == (bytes(3000), 0.0)
+
+
+def take_all(framer, max_s: float) -> list[tuple[bytes, float]]:
+    """Take until empty; a piece longer than ``max_s`` must be one indivisible frame (e.g. a long Ogg page)."""
+    out = []
+    while framer.has_frames():
+        before = len(framer.frames)
+        payload, secs = framer.take(max_s)
+        assert secs <= max_s + 1e-6 or before - len(framer.frames) == 1, (secs, before, len(framer.frames))
+        out.append((payload, secs))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "linear16", "wav"])
+def test_take_cuts_one_big_provider_piece_into_frames_of_at_most_max_s(fmt: str):
+    """A provider may send seconds of audio in one HTTP chunk; the reply must still pace it frame by frame
+    (reply._AudioOut sends take(audio_frame_ms) per paced step)."""
+    rate = 48000 if fmt == "opus" else 24000
+    pcm = speech_pcm("Sure. You said: hello there. Anything else?", rate)
+    if fmt == "mp3":
+        data, framer = mp3(pcm, rate, 48), framer_for("mp3", "none", rate, 1, None)
+    elif fmt == "opus":
+        data, framer = ogg_opus(pcm, rate), framer_for("opus", "ogg", rate, 1, None)
+    elif fmt == "linear16":
+        data, framer = pcm, framer_for("linear16", "none", rate, 1, None)
+    else:
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate), w.writeframes(pcm)
+        data, framer = buf.getvalue(), framer_for("linear16", "wav", rate, 1, None)
+    framer.feed(data)  # the whole reply in one piece
+    total = framer.ready_s()
+    pieces = take_all(framer, 0.1)
+    pieces.append(framer.rest())
+    assert b"".join(p for p, _ in pieces) == data  # nothing lost, nothing reordered
+    assert sum(s for _, s in pieces) == pytest.approx(total, abs=1e-6)
+    assert len(pieces) >= 4
+    for payload, secs in pieces[:-1]:
+        if fmt == "mp3":
+            assert mp3_frame(payload[:4]) is not None  # every piece starts on a frame boundary
+        if fmt == "linear16":
+            assert len(payload) % 2 == 0 and secs == pytest.approx(len(payload) / (2 * rate))

@@ -20,7 +20,9 @@ truncated tail too, timed at the stream's average rate.
 
 from __future__ import annotations
 
+import math
 import struct
+from collections import deque
 from typing import Protocol
 
 _MP3_BITRATES = {  # kbit/s by (MPEG-1?, layer) -> index 1..14
@@ -44,8 +46,8 @@ class Framer(Protocol):
 
     def has_frames(self) -> bool: ...
 
-    def take(self) -> tuple[bytes, float]:
-        """All whole frames buffered, and how long they play."""
+    def take(self, max_s: float = math.inf) -> tuple[bytes, float]:
+        """Whole frames buffered, at most ``max_s`` of them (but at least one), and how long they play."""
         ...
 
     def rest(self) -> tuple[bytes, float]:
@@ -71,12 +73,19 @@ def mp3_frame(head: bytes) -> tuple[int, int, int] | None:
 
 
 class _Buffered:
-    """Shared bookkeeping: bytes in, a prefix of whole frames (``whole`` bytes, ``whole_s`` seconds)."""
+    """Shared bookkeeping: bytes in, a prefix of whole frames (``whole`` bytes, ``whole_s`` seconds).
+
+    ``take(max_s)`` cuts that prefix at a frame boundary, so a provider that sends seconds of audio in one
+    piece is still paced frame by frame (``reply._AudioOut``) instead of sent ahead of playback at once.
+    """
+
+    divisible = 0  # bytes a frame may be cut at (PCM: a sample); 0: codec frames are never cut
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.whole = 0
         self.whole_s = 0.0
+        self.frames: deque[tuple[int, float]] = deque()  # (bytes, seconds) of each whole frame, in order
         self.total_bytes = 0  # for the average rate of a truncated tail
         self.total_s = 0.0
 
@@ -91,12 +100,38 @@ class _Buffered:
         self.whole_s += seconds
         self.total_bytes += size
         self.total_s += seconds
+        self.frames.append((size, seconds))
 
-    def take(self) -> tuple[bytes, float]:
-        data, secs = bytes(self.buf[: self.whole]), self.whole_s
-        del self.buf[: self.whole]
-        self.whole, self.whole_s = 0, 0.0
+    def take(self, max_s: float = math.inf) -> tuple[bytes, float]:
+        if max_s >= self.whole_s - 1e-9:
+            n, secs = self.whole, self.whole_s
+            self.frames.clear()
+        else:
+            n, secs = self._cut(max_s)
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        self.whole -= n
+        self.whole_s = self.whole_s - secs if self.frames else 0.0
         return data, secs
+
+    def _cut(self, max_s: float) -> tuple[int, float]:
+        """Pop whole frames worth at most ``max_s`` (at least one, or part of a divisible one)."""
+        n, secs = 0, 0.0
+        while self.frames:
+            size, s = self.frames[0]
+            if secs + s <= max_s + 1e-9 or (n == 0 and not self.divisible):
+                self.frames.popleft()
+                n, secs = n + size, secs + s
+                continue
+            if self.divisible and s > 0:  # cut this PCM run at a whole sample
+                part = int((max_s - secs) / s * size) // self.divisible * self.divisible
+                part = max(part, self.divisible if n == 0 else 0)
+                if part:
+                    part_s = s * part / size
+                    self.frames[0] = (size - part, s - part_s)
+                    n, secs = n + part, secs + part_s
+            break
+        return n, secs
 
     def rest(self) -> tuple[bytes, float]:
         data, secs = self.take()
@@ -173,6 +208,7 @@ class PcmFramer(_Buffered):
     def __init__(self, bytes_per_s: float, sample_bytes: int, wav: bool) -> None:
         super().__init__()
         self.bytes_per_s, self.sample_bytes = bytes_per_s, sample_bytes
+        self.divisible = sample_bytes
         self.header = wav  # still inside a WAV header
 
     def feed(self, data: bytes) -> None:

@@ -183,13 +183,17 @@ class _AudioOut:
                 fmt.encoding, fmt.container, fmt.sample_rate, fmt.channels, self.ctx.settings.tts_bit_rate
             )
             self.ctx.send(ap.audio_start(self.turn.turn_id, self.turn.audio_format))
-        self.framer.feed(chunk.audio)
-        if self.framer.has_frames() and (self.index == 0 or self.framer.ready_s() >= self.frame_s - 1e-9):
-            await self._send(*self.framer.take(), piece)
+        framer = self.framer
+        framer.feed(chunk.audio)
+        # At most a frame's worth per send, each paced: a provider may hand over seconds of audio at once.
+        while framer.has_frames() and (self.index == 0 or framer.ready_s() >= self.frame_s - 1e-9):
+            await self._send(*framer.take(self.frame_s), piece)
 
     async def flush(self, piece: SpokenPiece) -> None:
-        """The piece's TTS stream ended: send what is left of it."""
+        """The piece's TTS stream ended: send what is left of it, a frame's worth at a time."""
         if self.framer is not None:
+            while self.framer.ready_s() > self.frame_s + 1e-9:
+                await self._send(*self.framer.take(self.frame_s), piece)
             await self._send(*self.framer.rest(), piece)
 
     async def _send(self, data: bytes, seconds: float, piece: SpokenPiece) -> None:

@@ -67,9 +67,9 @@ class AuraRestTts:
             async with self._http().post(
                 url, params=query, json=body, headers={**headers, **self.extra_headers}, proxy=proxy_for(url)
             ) as resp:
-                # One piece per HTTP chunk the provider sent (as httpx gave them): the reply paces audio per
-                # piece, and everything buffered at once (iter_any) can be seconds of MP3 sent in one go.
-                chunks = _http_chunks(resp.content)
+                # Everything buffered per read (fewer, larger pieces when the host is busy): the reply cuts
+                # them into paced frames of audio_frame_ms (reply._AudioOut, audio_duration.take).
+                chunks = resp.content.iter_any()
                 if resp.status != 200:
                     raise http_error(self.name, resp.status, await resp.read(), self.secret)
                 head = b""
@@ -97,8 +97,3 @@ class AuraRestTts:
         if self._client is not None:
             await self._client.close()
             self._client = None
-
-
-async def _http_chunks(content: Any) -> AsyncIterator[bytes]:
-    async for data, _end_of_chunk in content.iter_chunks():
-        yield data
