@@ -124,7 +124,8 @@ class _Buffered:
                 n, secs = n + size, secs + s
                 continue
             if self.divisible and s > 0:  # cut this PCM run at a whole sample
-                part = int((max_s - secs) / s * size) // self.divisible * self.divisible
+                # (+1e-6: a float residue of the seconds must not cost the cut a whole sample)
+                part = int((max_s - secs) / s * size + 1e-6) // self.divisible * self.divisible
                 part = max(part, self.divisible if n == 0 else 0)
                 if part:
                     part_s = s * part / size
