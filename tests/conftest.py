@@ -19,8 +19,10 @@ The session-protocol apps run ``session_mode="echo"``. The provider emulator run
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -112,6 +114,9 @@ APPS = {
 for _name, _app in APPS.items():
     _app.setdefault("session_mode", "echo")  # the session-protocol apps keep their echo meaning
     _app.setdefault("gateway_replicas", 1)
+    # Undeploying at the end waits for each replica's open connections up to the drain time (600 s by
+    # default): a test that fails with a socket open must not hold the teardown for 10 minutes.
+    _app.setdefault("gateway_drain_s", 5.0)
 
 # The emulator's latency for tests: fast, so suites stay short (tests assert order, never speed).
 EMULATOR_LATENCY = "ttft_ms=20;tokens_per_s=400;ttfb_ms=20;rtf=0.02"
@@ -215,6 +220,7 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
     from vani.cluster.run import deploy, undeploy
 
     port, worker_port = free_port(), free_port()
+    store_dir = tempfile.mkdtemp(prefix="vani-test-sessions-")  # each run's session stores (SQLite), removed after
     cluster, metrics_ports = start_two_node_cluster(Cluster, worker_port)
     ray.init(address=cluster.address, namespace="vani", log_to_driver=False, _node_ip_address="127.0.0.1")
     deployed: list[Settings] = []
@@ -224,7 +230,13 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
                 k: v.format(emulator=provider_emulator) if isinstance(v, str) else v for k, v in overrides.items()
             }
             settings = Settings.load(
-                env={}, app_name=name, http_port=port, hosts_per_node=1, dashboard=False, **overrides
+                env={},
+                app_name=name,
+                http_port=port,
+                hosts_per_node=1,
+                dashboard=False,
+                session_store_dir=store_dir,
+                **overrides,
             )
             deploy(settings)
             deployed.append(settings)
@@ -241,3 +253,4 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
         serve.shutdown()
         ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(store_dir, ignore_errors=True)
