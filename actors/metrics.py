@@ -26,6 +26,10 @@ class SessionMetrics:
     added_latency_ms: rm.Histogram
     host_rss_bytes: rm.Gauge
     loop_lag_ms: rm.Gauge
+    store_writes: rm.Counter
+    store_bytes: rm.Counter
+    store_errors: rm.Counter
+    recoveries: rm.Counter
 
     def record_rss(self, host: str) -> None:
         self.host_rss_bytes.set(psutil.Process(os.getpid()).memory_info().rss, tags={"host": host})
@@ -59,5 +63,17 @@ def session_metrics() -> SessionMetrics:
             "vani_loop_lag_ms",
             "Smoothed event-loop lag of a session host or gateway replica (admission by load)",
             tag_keys=("process",),
+        ),
+        store_writes=rm.Counter(
+            "vani_store_writes", "Session checkpoints written to the session store", tag_keys=("host",)
+        ),
+        store_bytes=rm.Counter("vani_store_bytes", "Bytes of session checkpoints written", tag_keys=("host",)),
+        store_errors=rm.Counter(
+            "vani_store_errors", "Session store operations that failed (retried)", tag_keys=("host", "op")
+        ),
+        recoveries=rm.Counter(
+            "vani_recoveries",
+            "Sessions a host took back from the store after their host was lost, by outcome",
+            tag_keys=("host", "outcome"),
         ),
     )

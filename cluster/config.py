@@ -15,6 +15,7 @@ import os
 import tomllib
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -76,6 +77,11 @@ class Settings:
     # this (or a host that has not reported for a few seconds) takes no NEW sessions (1013); existing
     # sessions keep running. 0 disables. See actors/session/loop_lag.py.
     overload_lag_ms: float = 500.0
+    # Where sessions' durable state goes (actors/store/): "sqlite" (default: a file per node under
+    # session_store_dir, default <tmp>/vani-sessions-<uid>; a crashed host's sessions come back on the same
+    # node), "redis://host:port/db" (shared by all nodes: they come back on any node), or "none".
+    session_store: str = "sqlite"
+    session_store_dir: str = ""
     api_key: str | None = None
     log_level: str = "INFO"
     # --- providers (adapters/factory.py) --------------------------------------------------
@@ -184,6 +190,8 @@ class Settings:
         for name, allowed in CHOICES.items():
             if name in values and values[name] not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {values[name]!r}")
+        if "session_store" in values:
+            check_store(str(values["session_store"]))
         return Settings(**{k: _coerce(known[k], v) for k, v in values.items()})
 
     def replace(self, **changes: Any) -> Settings:
@@ -196,7 +204,23 @@ class Settings:
         """Settings safe to print or return from an API (no secrets)."""
         d = self.to_dict()
         d["api_key"] = "set" if self.api_key else None
+        d["session_store"] = redacted(self.session_store)
         return d
+
+
+def redacted(url: str) -> str:
+    """A URL without its password (store URLs in logs, status and ``Settings.public``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def check_store(value: str) -> None:
+    if value not in ("none", "sqlite") and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"session_store must be none, sqlite or a redis:// URL, not {redacted(value)!r}")
 
 
 def _coerce(f: dataclasses.Field, value: Any) -> Any:

@@ -112,9 +112,13 @@ class Io:
         self.outbound = OutboundQueue(1 << 24)
         self.frames_ready = asyncio.Event()
         self.failed: str | None = None
+        self.checkpoints = 0
 
     def space_freed(self) -> None:
         pass
+
+    def checkpoint(self) -> None:
+        self.checkpoints += 1
 
     def fail_internal(self, reason: str) -> None:
         self.failed = reason

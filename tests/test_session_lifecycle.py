@@ -211,18 +211,26 @@ async def test_host_crash_in_sharded_mode_spares_sessions_on_other_hosts(vani_cl
         else:
             await echo_n(s, 1, 3)
             await s.close()
-    # The restarted host serves new sessions again (after the registry re-reads its address).
+    # The restarted host gives the session back from the session store (after the registry re-reads its
+    # address): same id and token, counters intact (tests/test_recovery.py has the agent conversation case).
+    lost = sessions[0]
     deadline = time.monotonic() + 30
     while True:
         try:
-            fresh = await VaniSession.connect(url, sessions[0].session_id)
+            back = await VaniSession.connect(url, lost.session_id, resume_token=lost.resume_token)
             break
         except SessionRefused:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
-    await echo_n(fresh, 0, 2)
-    await fresh.close()
+    assert back.started["resumed"] is True and back.started["recovered"] is True
+    assert back.resume_token == lost.resume_token and back.started["counters"]["connections"] == 2
+    # Without the token the stored session is not anybody's to take (nor to replace with a fresh one).
+    with pytest.raises(SessionRefused) as refused:
+        await VaniSession.connect(url, lost.session_id)
+    assert refused.value.code == 4409  # it has a live connection again
+    await echo_n(back, 0, 2)
+    await back.close()
 
 
 async def test_slow_reader_is_paused_not_buffered_and_loses_nothing(vani_cluster):

@@ -52,6 +52,7 @@ class AgentContext:
     tools: ToolExecutor
     watchdog: Watchdog
     streams: LlmStreams
+    checkpoint: Callable[[], None]  # a turn boundary: the session's durable state changed
 
     def send(self, msg: str) -> None:
         """A JSON event to the client, on the priority lane (never behind audio)."""

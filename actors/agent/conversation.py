@@ -62,6 +62,7 @@ class Conversation:
         self.transcripts.append({"turn_index": ev.turn_index, "transcript": ev.transcript})
         if ev.transcript.strip():
             self.history.append(ChatMessage("user", ev.transcript))
+        self.ctx.checkpoint()
 
     def start_reply(self, ev: TurnEvent, arrived: float | None = None, *_: Any) -> None:
         self.record_user_turn(ev)

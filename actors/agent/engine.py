@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vani.actors.agent import decide
+from vani.actors.agent import decide, durable
 from vani.actors.agent.context import AgentContext, LlmStreams
 from vani.actors.agent.conversation import Conversation
 from vani.actors.agent.listening import ListeningEngine
@@ -48,6 +48,7 @@ class AgentEngine(ListeningEngine):
             tools=ToolExecutor(),
             watchdog=self.watchdog,
             streams=LlmStreams(),
+            checkpoint=io.checkpoint,
         )
         self.conv = Conversation(self.ctx, self.transcripts)
         self.start()
@@ -97,6 +98,13 @@ class AgentEngine(ListeningEngine):
             "watchdogs_fired": list(self.watchdog.fired),
             "live_turn_clocks": len(conv.turns.last_audio_sent),
         }
+
+    def durable_state(self) -> dict[str, Any]:
+        return {**super().durable_state(), **durable.capture(self.conv)}
+
+    def restore(self, state: dict[str, Any]) -> dict[str, Any]:
+        super().restore(state)
+        return durable.restore(self.conv, state)
 
     async def aclose(self) -> None:
         self.watchdog.disarm_all()

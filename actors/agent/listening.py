@@ -115,6 +115,13 @@ class ListeningEngine:
     def snapshot(self) -> dict[str, Any]:
         return {"mode": self.mode, "transcripts": len(self.transcripts)}
 
+    def durable_state(self) -> dict[str, Any]:
+        return {"transcripts": list(self.transcripts)}
+
+    def restore(self, state: dict[str, Any]) -> dict[str, Any]:
+        self.transcripts.extend(t for t in state.get("transcripts", []) if isinstance(t, dict))
+        return {}
+
     async def aclose(self) -> None:
         """Cancel every task this engine owns and close the providers (idempotent)."""
         tasks = list(self._tasks)

@@ -136,6 +136,7 @@ async def _speak(ctx: AgentContext, turn: TurnHandle) -> None:
     while (text := await pieces.get()) is not None:
         piece = SpokenPiece(text, start_s=playback.audio_s)
         playback.pieces.append(piece)
+        ctx.checkpoint()  # what was heard grows piece by piece: a lost host's record is at most a piece behind
         turn.timings.tts_request = turn.timings.tts_request or ctx.clock.now()
         ctx.watchdog.arm("tts_stall", ctx.settings.watchdog_tts_stall_s)
         try:

@@ -41,6 +41,7 @@ class Transcript:
 
     def record_user_turn(self, ev: TurnEvent, *_: Any) -> None:
         self.engine.transcripts.append({"turn_index": ev.turn_index, "transcript": ev.transcript})
+        self.engine.io.checkpoint()
 
 
 class TranscriptionEngine(ListeningEngine):

@@ -76,3 +76,4 @@ class Turns:
         latency_report.record(report)
         turn.span.set_attribute("outcome", turn.outcome.value)
         turn.span.end()
+        self.ctx.checkpoint()

@@ -66,6 +66,12 @@ class EchoEngine:
     def snapshot(self) -> dict[str, Any]:
         return {"kind": "echo", "delay_s": self.delay_s}
 
+    def durable_state(self) -> dict[str, Any]:
+        return {}  # echo keeps nothing beyond the session's own counters
+
+    def restore(self, state: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
     async def aclose(self) -> None:
         self._task.cancel()
         with contextlib.suppress(BaseException):

@@ -46,6 +46,10 @@ class SessionIO(Protocol):
         """The engine finished the session (e.g. Flux ``CloseStream`` done): close with 1000."""
         ...
 
+    def checkpoint(self) -> None:
+        """The engine's durable state changed (a turn boundary): write it to the session store soon."""
+        ...
+
 
 class Engine(Protocol):
     client_types: frozenset[str]  # client JSON message types the engine handles (others are the session's)
@@ -68,6 +72,15 @@ class Engine(Protocol):
         ...
 
     def snapshot(self) -> dict[str, Any]: ...
+
+    def durable_state(self) -> dict[str, Any]:
+        """What must survive the host (JSON-able): ``actors/store/record.py`` keeps it as ``engine``."""
+        ...
+
+    def restore(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Take back a stored ``durable_state`` (a new engine, before its first connection); returns what the
+        first ``session.started`` adds (e.g. the turn that was in flight when the old host died)."""
+        ...
 
     async def aclose(self) -> None:
         """Cancel every task the engine owns and close its providers."""

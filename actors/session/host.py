@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
+from dataclasses import asdict
 from typing import Any
 
 import ray
@@ -20,9 +22,13 @@ from websockets.exceptions import ConnectionClosed
 
 from vani.actors.engines import engine_factory
 from vani.actors.metrics import session_metrics
+from vani.actors.session import recovery
+from vani.actors.session.checkpoints import Checkpointer
 from vani.actors.session.loop_lag import LoopLag
 from vani.actors.session.ring_buffer import FrameMeta
 from vani.actors.session.session import Hooks, Session
+from vani.actors.store.open_store import open_store
+from vani.actors.store.record import SessionRecord, token_digest
 from vani.actors.wire import link_auth, protocol
 from vani.actors.wire.protocol import Close
 from vani.actors.wire.session_request import SessionRequest
@@ -37,6 +43,7 @@ TAKEOVER_GRACE_S = 1.0
 log = logging.getLogger("vani.host")
 
 LINK_MAX_BYTES = 1 << 20  # the gateway enforces the client frame limit before this
+_RELEASING: set[asyncio.Task] = set()  # actor mode: releases waiting for their delete to be written
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
@@ -70,6 +77,8 @@ class SessionHost:
         self._frames_in = self._frames_out = 0
         self._lag = LoopLag(self._report_lag)  # started with the link server
         self._registry = None
+        self._checkpoints: Checkpointer | None = None  # None: session_store=none
+        self._checkpoint_task: asyncio.Task | None = None
         warm_up()  # the first session's first reply must not pay the provider client's set-up
 
     async def ready(self) -> dict:
@@ -90,6 +99,7 @@ class SessionHost:
             self._address = f"ws://{ip}:{port}"
             self._rss_task = asyncio.get_running_loop().create_task(self._report_rss())
             self._lag.ensure_started()
+            self._open_store()
             log.info("host %s listening on %s (pid %d)", self.name, self._address, os.getpid())
         return {
             "name": self.name,
@@ -97,6 +107,24 @@ class SessionHost:
             "node_id": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),
         }
+
+    def _open_store(self) -> None:
+        s, node = self.settings, ray.get_runtime_context().get_node_id()
+        store = open_store(s.session_store, s.session_store_dir, s.app_name, node)
+        if store is None:
+            return
+        tags = self._tags
+        self._checkpoints = Checkpointer(
+            store,
+            s.session_ttl_s,
+            live=lambda: list(self.sessions),
+            on_error=lambda op: self._metrics.store_errors.inc(tags={**tags, "op": op}),
+            on_written=lambda n, size: (
+                self._metrics.store_writes.inc(n, tags=tags),
+                self._metrics.store_bytes.inc(size, tags=tags),
+            ),
+        )
+        self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoints.run(), name="checkpoints")
 
     async def session_ids(self) -> list[str]:
         return list(self.sessions)
@@ -108,6 +136,16 @@ class SessionHost:
             "node_id": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),
             "sessions": [s.snapshot() for s in self.sessions.values()],
+            "store": None
+            if self._checkpoints is None
+            else {
+                "kind": self._checkpoints.store.kind,
+                "failing": self._checkpoints.failing,
+                "writes": self._checkpoints.writes,
+                "bytes": self._checkpoints.bytes,
+                "errors": self._checkpoints.errors,
+                "pending": len(self._checkpoints.pending),
+            },
         }
 
     async def shutdown(self) -> None:
@@ -117,6 +155,10 @@ class SessionHost:
             self._rss_task.cancel()
         await self._lag.stop()
         self._flush_counters()
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+        if self._checkpoints is not None:
+            await self._checkpoints.aclose()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -131,6 +173,13 @@ class SessionHost:
             await self._refuse(ws, Close.INTERNAL, "wrong session actor")
             return
         session = self.sessions.get(sid)
+        found = recovery.Recovery()
+        if session is None:  # its host may have died: the store may hold it (actors/session/recovery.py)
+            found = await recovery.decide(self._checkpoints, sid, token)
+            if found.refuse is not None:
+                await self._refuse(ws, Close.BAD_RESUME, found.refuse)
+                return
+            session = self.sessions.get(sid)  # another link may have made it meanwhile
         if session is not None and token != session.resume_token:
             if session.link is not None:
                 await self._refuse(ws, Close.CONFLICT, "session already has a live connection")
@@ -139,10 +188,22 @@ class SessionHost:
             return
         if session is None:
             limits = SessionLimits.from_settings(self.settings)
+            if found.record is not None:  # the stored session's own mode and options, not this link's
+                request = SessionRequest.from_link({"session_id": sid, **found.record.request}, self.settings)
             # The deployment's settings, with only the client's validated options applied.
             make_engine = engine_factory(request.mode, request.settings_for(self.settings), self._session_echoed)
             try:
-                session = Session(sid, limits, self._hooks(), make_engine)
+                session = Session(
+                    sid,
+                    limits,
+                    self._hooks(request),
+                    make_engine,
+                    restored=found.record,
+                    resume_token=token,
+                    recovery=found.fresh_because,
+                )
+                if token is not None:
+                    self._metrics.recoveries.inc(tags={**self._tags, "outcome": found.outcome})
             except Exception as exc:  # e.g. a provider is not configured: refuse, say why
                 log.exception("session %s could not start", sid)
                 await self._refuse(ws, Close.INTERNAL, f"session could not start: {exc}"[:120])
@@ -203,16 +264,49 @@ class SessionHost:
             await ws.close(Close.NORMAL, reason)
 
     # ------------------------------------------------------------------ session hooks
-    def _hooks(self) -> Hooks:
-        return Hooks(on_closed=self._session_closed, on_drop=self._session_dropped)
+    def _hooks(self, request: SessionRequest) -> Hooks:
+        def checkpoint(session: Session) -> None:
+            if self._checkpoints is not None:
+                self._checkpoints.save(session.session_id, lambda: self._record(session, request))
+
+        return Hooks(on_closed=self._session_closed, on_drop=self._session_dropped, on_checkpoint=checkpoint)
+
+    @staticmethod
+    def _record(session: Session, request: SessionRequest) -> SessionRecord:
+        return SessionRecord(
+            session_id=session.session_id,
+            token_sha256=token_digest(session.resume_token),
+            mode=request.mode,
+            request=request.to_link(),
+            counters=asdict(session.counters),
+            engine=session.engine.durable_state(),
+            saved_at=time.time(),
+        )
 
     def _session_closed(self, session: Session, code: int) -> None:
         if self.sessions.get(session.session_id) is session:
             del self.sessions[session.session_id]
+            if self._checkpoints is not None:  # closed or expired: its stored state goes too
+                self._checkpoints.forget(session.session_id)
         self._metrics.active_sessions.set(len(self.sessions), tags=self._tags)
+        if self.single_session is not None and self._checkpoints is not None:
+            # actor mode: the release kills this host, so the delete must be written first
+            task = asyncio.get_running_loop().create_task(self._release_after_flush(session.session_id))
+            _RELEASING.add(task)
+            task.add_done_callback(_RELEASING.discard)
+        else:
+            self._release(session.session_id)
+
+    async def _release_after_flush(self, session_id: str) -> None:
+        assert self._checkpoints is not None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._checkpoints.flush(), 5.0)
+        self._release(session_id)
+
+    def _release(self, session_id: str) -> None:
         with contextlib.suppress(Exception):
             registry = ray.get_actor(self.registry_name, namespace=self.namespace)
-            registry.release.remote(session.session_id, self.name)
+            registry.release.remote(session_id, self.name)
 
     def _session_echoed(self, meta: FrameMeta, lateness: float) -> None:
         self._frames_out += 1

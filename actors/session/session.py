@@ -15,7 +15,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
 from vani.actors.clock import Clock, LoopClock, Timer
@@ -23,6 +23,7 @@ from vani.actors.session.engine import EngineFactory
 from vani.actors.session.inbound import InboundAudio
 from vani.actors.session.machine import InvalidEvent, SessionMachine
 from vani.actors.session.outbound import CloseRequest, OutboundQueue
+from vani.actors.store.record import SessionRecord
 from vani.actors.wire import client_json, protocol
 from vani.actors.wire.protocol import Close, Limits
 from vani.cluster.config import SessionLimits
@@ -56,6 +57,7 @@ class Hooks:
 
     on_closed: Callable[[Session, int], None]
     on_drop: Callable[[Session, str], None] = lambda s, reason: None
+    on_checkpoint: Callable[[Session], None] = lambda s: None  # the session's durable state changed
 
 
 class Session:
@@ -66,13 +68,19 @@ class Session:
         hooks: Hooks,
         make_engine: EngineFactory,
         clock: Clock | None = None,
+        restored: SessionRecord | None = None,
+        resume_token: str | None = None,
+        recovery: str | None = None,
     ) -> None:
+        """``restored``: the session's stored state (its host was lost), taken back by a client that proved
+        ``resume_token``. ``recovery``: why a client that presented a token gets a fresh session instead."""
         self.session_id = session_id
         self.clock: Clock = clock or LoopClock()
         self.limits = limits
         self.hooks = hooks
-        self.resume_token = secrets.token_urlsafe(18)
-        self.counters = Counters()
+        self.resume_token = resume_token if restored is not None and resume_token else secrets.token_urlsafe(18)
+        known = {f.name for f in fields(Counters)}
+        self.counters = Counters(**{k: v for k, v in (restored.counters if restored else {}).items() if k in known})
         self.inbound = InboundAudio(
             max(limits.inbound_ring_bytes, limits.max_frame_bytes),
             self.counters,
@@ -94,15 +102,22 @@ class Session:
         self.close_code: int | None = None
         self.state = "connected"  # set by the machine; declared for readers and type checkers
         self.machine = SessionMachine(self, session_id)
-        self.engine = make_engine(self)  # last: the engine may start its tasks at once
+        self.engine = make_engine(self)  # the engine may start its tasks at once
+        # What the first connection is told about recovery (``session.started``), then forgotten.
+        self._recovery: dict[str, Any] | None = None
+        if restored is not None:
+            self._recovery = {"recovered": True, **self.engine.restore(restored.engine)}
+        elif recovery is not None:
+            self._recovery = {"recovered": False, "recovery": recovery}
 
     # ---------------------------------------------------------------- link lifecycle
     def attach(self, link: LinkSocket) -> dict[str, Any]:
         """Bind a client connection; returns the ``session.started`` payload."""
-        resumed = self.machine.state == "suspended"
+        recovered = self._recovery is not None and self._recovery["recovered"]
+        resumed = self.machine.state == "suspended" or recovered
         if self.link is not None:  # takeover by a connection that presented the resume token
             self._unbind(Close.REPLACED, "session taken over by a newer connection")
-        self._cancel_ttl()
+        self._ttl = cancelled(self._ttl)
         self.link = link
         self.link_released = asyncio.Event()
         self.counters.connections += 1
@@ -116,6 +131,10 @@ class Session:
             self.engine.on_resume()
         started["state"] = self.machine.state
         started["counters"] = asdict(self.counters)
+        if self._recovery is not None:
+            started.update(self._recovery)
+            self._recovery = None
+        self.checkpoint()  # a session exists (and its token) from its first connection on
         return self.engine.greeting(started, resumed)
 
     def detach(self, link: LinkSocket) -> None:
@@ -125,6 +144,12 @@ class Session:
         self._unbind(None, "")
         if self.machine.can("DISCONNECT"):
             self.machine.fire("DISCONNECT")
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """The session's durable state changed (a turn boundary, suspend): the host writes it to the store."""
+        if self.machine.state != "closed":
+            self.hooks.on_checkpoint(self)
 
     def _unbind(self, code: int | None, reason: str) -> None:
         link, self.link = self.link, None
@@ -232,13 +257,8 @@ class Session:
             self.close_code = Close.NORMAL
             self.machine.fire("TIMEOUT")
 
-    def _cancel_ttl(self) -> None:
-        if self._ttl is not None:
-            self._ttl.cancel()
-            self._ttl = None
-
     def _teardown(self) -> None:
-        self._cancel_ttl()
+        self._ttl = cancelled(self._ttl)
         closer = asyncio.get_running_loop().create_task(self.engine.aclose(), name=f"close:{self.session_id}")
         _CLOSING.add(closer)  # the loop keeps only weak references to tasks
         closer.add_done_callback(_CLOSING.discard)
@@ -263,11 +283,17 @@ class Session:
         """Cancel every task this session owns (host shutdown)."""
         self.close(Close.GOING_AWAY, "server shutting down")
         await self.engine.aclose()
-        self._cancel_ttl()
+        self._ttl = cancelled(self._ttl)
         if self._sender is not None:
             self._sender.cancel()
             with contextlib.suppress(BaseException):
                 await self._sender
+
+
+def cancelled(timer: Timer | None) -> None:
+    """Cancel ``timer`` if set; returns None for the attribute that held it."""
+    if timer is not None:
+        timer.cancel()
 
 
 def public_limits(lim: SessionLimits, ring_capacity: int) -> Limits:

@@ -85,13 +85,18 @@ async def _auth_and_body(request: Request, store: Store, native: bool) -> tuple[
     return conn, body
 
 
+def _roles(body: dict[str, Any]) -> list[str]:
+    """The roles of the request's messages, in order (tests check what context the LLM was given)."""
+    return [str(m.get("role")) for m in body.get("messages") or [] if isinstance(m, dict)]
+
+
 async def chat_completions(request: Request, store: Store) -> Response:
     got = await _auth_and_body(request, store, native=False)
     if isinstance(got, Response):
         return got
     conn, body = got
     tokens, call = plan(conn, body)
-    conn.script.record("llm", "request", tool=bool(call), api="openai")
+    conn.script.record("llm", "request", tool=bool(call), api="openai", roles=_roles(body))
     cid, model, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", body.get("model", "emulated"), int(time.time())
     usage = {
         "prompt_tokens": 10,
@@ -173,7 +178,7 @@ async def native_run(request: Request, store: Store) -> Response:
         return got
     conn, body = got
     tokens, call = plan(conn, body)
-    conn.script.record("llm", "request", tool=bool(call), api="native")
+    conn.script.record("llm", "request", tool=bool(call), api="native", roles=_roles(body))
     usage = {
         "prompt_tokens": 10,
         "completion_tokens": len(tokens) or 1,

@@ -1,0 +1,102 @@
+"""Sessions' durable state in a SQLite file (one per app and node; the hosts of a node share it).
+
+SQLite's calls block, so they run on one thread of this store's own (never on the host's event loop), which
+also serialises them. WAL mode lets the node's hosts write the same file at once; ``busy_timeout`` waits out
+another host's write instead of failing. The directory is created private (0700), the file 0600: it holds
+what users said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from vani.actors.store.base import StoreError
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires REAL NOT NULL)"
+
+
+class SqliteStore:
+    kind = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vani-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash; a power cut may lose the last
+            db.execute(SCHEMA)
+            self._db = db
+        return self._db
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"sqlite {self.path}: {exc}") from exc
+
+    def _put(self, records: dict[str, str], expires_at: float) -> None:
+        db = self._conn()
+        with db:
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO sessions (id, record, expires) VALUES (?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET record = excluded.record, expires = excluded.expires",
+                [(sid, rec, expires_at) for sid, rec in records.items()],
+            )
+            # Records of sessions that crashed and never came back: gone once expired.
+            db.execute("DELETE FROM sessions WHERE expires < ?", (time.time(),))
+
+    def _get(self, session_id: str) -> str | None:
+        row = (
+            self._conn()
+            .execute("SELECT record FROM sessions WHERE id = ? AND expires >= ?", (session_id, time.time()))
+            .fetchone()
+        )
+        return None if row is None else row[0]
+
+    def _delete(self, session_ids: list[str]) -> None:
+        db = self._conn()
+        with db:
+            db.execute("BEGIN")
+            db.executemany("DELETE FROM sessions WHERE id = ?", [(s,) for s in session_ids])
+
+    def _touch(self, session_ids: list[str], expires_at: float) -> None:
+        db = self._conn()
+        with db:
+            db.execute("BEGIN")
+            db.executemany("UPDATE sessions SET expires = ? WHERE id = ?", [(expires_at, s) for s in session_ids])
+
+    async def put_many(self, records: dict[str, str], expires_at: float) -> None:
+        await self._run(self._put, records, expires_at)
+
+    async def get(self, session_id: str) -> str | None:
+        return await self._run(self._get, session_id)
+
+    async def delete_many(self, session_ids: list[str]) -> None:
+        await self._run(self._delete, session_ids)
+
+    async def touch_many(self, session_ids: list[str], expires_at: float) -> None:
+        await self._run(self._touch, session_ids, expires_at)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._run(_close)
+        self._pool.shutdown(wait=False)

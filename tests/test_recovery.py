@@ -1,0 +1,146 @@
+"""Sessions survive their host: a session host killed with SIGKILL mid-conversation, its clients come back
+with their resume tokens and get their sessions back from the store (SQLite, the default), history intact.
+
+On the shared 2-node cluster's /agent app (provider emulators). The SQLite file is per node, so a crashed
+host's sessions come back on a host of the same node: Ray restarts the host under the same name."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+import uuid
+
+import pytest
+import ray
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.agent_helpers import AgentClient, emulator_log, script, utterance
+from vani.actors.control.placement import registry_name
+
+
+def sid() -> str:
+    return f"rc-{uuid.uuid4().hex[:10]}"
+
+
+def url(cluster, session_id: str, token: str | None = None) -> str:
+    return f"{cluster.url('agent')}/v1/sessions/{session_id}" + (f"?resume_token={token}" if token else "")
+
+
+async def host_of(session_id: str) -> tuple[str, int]:
+    registry = ray.get_actor(registry_name("agent"), namespace="vani")
+    where = await registry.where.remote(session_id)
+    stats = await ray.get_actor(where["host"], namespace="vani").stats.remote()
+    return where["host"], stats["pid"]
+
+
+async def stored(session_id: str, host: str) -> bool:
+    """The host has written the session's latest state (nothing pending)."""
+    stats = await ray.get_actor(host, namespace="vani").stats.remote()
+    return stats["store"]["pending"] == 0 and any(s["session_id"] == session_id for s in stats["sessions"])
+
+
+async def closed(c: AgentClient, timeout: float = 30.0) -> int | None:
+    """Wait for the server to close ``c``; its close code."""
+    assert c._reader is not None
+    with contextlib.suppress(ConnectionClosed):
+        await asyncio.wait_for(asyncio.shield(c._reader), timeout)
+    return c.ws.close_code
+
+
+async def reconnect(cluster, session_id: str, token: str, timeout: float = 90.0) -> AgentClient:
+    """Connect with the token until the restarted host takes the link (1011/1013 while it comes back)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            c = await AgentClient.connect(url(cluster, session_id, token))
+            if c.first.get("type") == "session.started":
+                return c
+            await c.close()
+        except (ConnectionClosed, InvalidStatus, OSError):
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("the session's host did not come back")
+        await asyncio.sleep(0.5)
+
+
+async def test_a_killed_host_gives_its_sessions_back_with_their_history(vani_cluster, provider_emulator):
+    s, other = sid(), sid()
+    await script(provider_emulator, s, transcripts=["hello there", "what is on the menu"])
+    c = await AgentClient.connect(url(vani_cluster, s))
+    token = c.first["resume_token"]
+    await c.send_audio(utterance(0.6, 0.5, seed=1))
+    m1 = await c.wait_type("assistant.message", 30.0, turn_id=1)
+    await c.wait_type("conversation", 10.0, to="listening", event="REPLY_DONE")
+    host, pid = await host_of(s)
+    # A bystander on another host is not touched by the crash.
+    bystander = None
+    for _ in range(20):
+        candidate = await AgentClient.connect(url(vani_cluster, other))
+        if (await host_of(other))[0] != host:
+            bystander = candidate
+            break
+        await candidate.close()
+        other = sid()
+    deadline = time.monotonic() + 10
+    while not await stored(s, host):
+        assert time.monotonic() < deadline, "the turn's checkpoint was never written"
+        await asyncio.sleep(0.1)
+
+    os.kill(pid, signal.SIGKILL)
+    assert await closed(c) == 1011
+    assert any(e.get("code") == "session_lost" for e in c.of_type("error"))
+
+    back = await reconnect(vani_cluster, s, token)
+    first = back.first
+    assert (first["session_id"], first["resume_token"]) == (s, token)
+    assert first["resumed"] is True and first["recovered"] is True, first
+    assert "interrupted_turn" not in first  # nothing was in flight
+    await back.send_audio(utterance(0.8, 0.5, seed=2))
+    m2 = await back.wait_type("assistant.message", 30.0, turn_id=2)  # turn ids go on
+    assert m1["full_text"] == "Sure. You said: hello there. Anything else?"
+    assert m2["full_text"] == "Sure. You said: what is on the menu. Anything else?"
+    requests = [
+        e for e in await emulator_log(provider_emulator, s) if e["service"] == "llm" and e["event"] == "request"
+    ]
+    # The answer after the crash was asked with the earlier turn in its context.
+    assert requests[-1]["roles"] == ["system", "user", "assistant", "user"], requests[-1]
+    await back.close()
+    if bystander is not None:
+        assert bystander.ws.close_code is None  # still open, never told anything
+        await bystander.close()
+
+
+async def test_a_wrong_token_never_gets_a_stored_session_and_an_unknown_one_says_why(vani_cluster, provider_emulator):
+    s = sid()
+    c = await AgentClient.connect(url(vani_cluster, s))
+    host, pid = await host_of(s)
+    deadline = time.monotonic() + 10
+    while not await stored(s, host):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    assert await closed(c) == 1011
+    # A stranger with the id but not the token is refused, and the stored session is left alone.
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            stranger = await AgentClient.connect(url(vani_cluster, s, "not-the-token"))
+            pytest.fail(f"a wrong token got a session: {stranger.first}")
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code == 4401:
+                break
+        except (InvalidStatus, OSError):
+            pass
+        assert time.monotonic() < deadline, "the restarted host never answered"
+        await asyncio.sleep(0.5)
+    back = await reconnect(vani_cluster, s, c.first["resume_token"])
+    assert back.first["recovered"] is True
+    await back.close()
+    # A token for a session that was never stored: a fresh session, told why.
+    fresh = await AgentClient.connect(url(vani_cluster, sid(), "some-old-token"))
+    assert fresh.first["resumed"] is False and fresh.first["recovered"] is False
+    assert "no stored state" in fresh.first["recovery"]
+    await fresh.close()

@@ -1,0 +1,168 @@
+"""The session stores (actors/store/) and the checkpointer (actors/session/checkpoints.py) against real
+backends: a SQLite file, and a real ``redis-server`` (Debian's package, installed by scripts/test.sh) that
+this module starts on a free loopback port and stops (load/store_server.py); an outage is a real stop of it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from load.store_server import PrivateRedis
+from vani.actors.session.checkpoints import Checkpointer
+from vani.actors.store.base import StoreError
+from vani.actors.store.open_store import open_store
+from vani.actors.store.record import VERSION, RecordError, SessionRecord, token_digest
+from vani.actors.store.redis_store import RedisStore
+from vani.actors.store.sqlite_store import SqliteStore
+from vani.cluster.config import Settings
+
+
+def record(sid: str, token: str = "tok", turns: int = 1) -> SessionRecord:
+    return SessionRecord(
+        session_id=sid,
+        token_sha256=token_digest(token),
+        mode="agent",
+        request={"mode": "agent", "options": {}},
+        counters={"frames_in": 3},
+        engine={"history": [{"role": "user", "content": "hi"}], "stats": {"turns": turns}},
+        saved_at=time.time(),
+    )
+
+
+@pytest.fixture
+def redis_server() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = SqliteStore(str(tmp_path / "store" / "app-node.sqlite3"))
+        yield s
+    else:
+        server = request.getfixturevalue("redis_server")
+        s = RedisStore(server.url, prefix=f"vani:test{os.getpid()}:session:")
+        yield s
+    await s.close()
+
+
+async def test_records_round_trip_and_expire(store):
+    await store.put_many({"a": record("a").dumps(), "b": record("b").dumps()}, time.time() + 60)
+    got = SessionRecord.loads(await store.get("a"))
+    assert got.session_id == "a" and got.token_matches("tok") and not got.token_matches("other")
+    assert got.engine["history"] == [{"role": "user", "content": "hi"}]
+    await store.put_many({"a": record("a", turns=2).dumps()}, time.time() + 60)  # newer state replaces
+    assert SessionRecord.loads(await store.get("a")).engine["stats"]["turns"] == 2
+    await store.delete_many(["a"])
+    assert await store.get("a") is None and await store.get("b") is not None
+    await store.put_many({"c": record("c").dumps()}, time.time() + 1.0)
+    await store.touch_many(["c"], time.time() + 60)  # a live session's record is kept past its first expiry
+    await asyncio.sleep(1.5)
+    assert await store.get("c") is not None
+    await store.put_many({"d": record("d").dumps()}, time.time() + 1.0)
+    await asyncio.sleep(1.5)
+    assert await store.get("d") is None  # never touched: gone after its expiry
+
+
+def test_sqlite_file_is_private(tmp_path):
+    async def go() -> None:
+        s = SqliteStore(str(tmp_path / "dir" / "x.sqlite3"))
+        await s.put_many({"a": record("a").dumps()}, time.time() + 60)
+        await s.close()
+
+    asyncio.run(go())
+    assert stat.S_IMODE(os.stat(tmp_path / "dir").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path / "dir" / "x.sqlite3").st_mode) == 0o600
+
+
+def test_resume_token_is_stored_only_as_a_digest():
+    raw = record("a", token="the-secret-token").dumps()
+    assert "the-secret-token" not in raw and token_digest("the-secret-token") in raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "not an object"),
+        ('{"v": 99, "session_id": "a"}', "version 99"),
+        ('{"v": 1, "session_id": "a"}', "missing or has a bad field"),
+    ],
+)
+def test_bad_records_are_refused_with_a_reason(raw: str, says: str):
+    with pytest.raises(RecordError, match=says):
+        SessionRecord.loads(raw)
+    assert VERSION == 1
+
+
+def test_store_setting_is_validated_and_its_password_never_shown():
+    assert open_store("none", "", "app", "node") is None
+    with pytest.raises(ValueError, match="session_store must be"):
+        Settings.from_dict({"session_store": "mysql://x"})
+    s = Settings.from_dict({"session_store": "redis://user:hunter2@127.0.0.1:6379/0"})
+    assert "hunter2" not in str(s.public()) and s.public()["session_store"] == "redis://user:***@127.0.0.1:6379/0"
+
+
+async def test_checkpointer_batches_and_builds_the_latest_state(tmp_path):
+    store = SqliteStore(str(tmp_path / "s.sqlite3"))
+    state = {"turns": 0}
+    builds = []
+
+    def build() -> SessionRecord:
+        builds.append(state["turns"])
+        return record("a", turns=state["turns"])
+
+    ck = Checkpointer(store, ttl_s=60, live=lambda: ["a"])
+    for turns in range(1, 6):  # five marks between two flushes: one build, of the latest state
+        state["turns"] = turns
+        ck.save("a", build)
+    assert (await ck.load("a")).engine["stats"]["turns"] == 5  # a pending state is read before the store
+    assert await ck.flush()
+    assert builds == [5, 5]
+    assert SessionRecord.loads(await store.get("a")).engine["stats"]["turns"] == 5
+    ck.forget("a")
+    assert await ck.load("a") is None
+    assert await ck.flush() and await store.get("a") is None
+    await ck.aclose()
+
+
+async def test_a_store_outage_loses_nothing_and_writes_catch_up(redis_server, tmp_path):
+    errors: list[str] = []
+    store = RedisStore(redis_server.url, prefix="vani:outage:session:")
+    ck = Checkpointer(store, ttl_s=60, live=lambda: ["a", "b"], on_error=errors.append)
+    runner = asyncio.create_task(ck.run())
+    ck.save("a", lambda: record("a", turns=1))
+    for _ in range(100):
+        if await store.get("a") is not None:
+            break
+        await asyncio.sleep(0.05)
+    redis_server.stop()  # the store goes away for real
+    t0 = time.monotonic()
+    ck.save("a", lambda: record("a", turns=2))
+    ck.save("b", lambda: record("b", turns=7))
+    for _ in range(200):
+        if ck.failing:
+            break
+        await asyncio.sleep(0.05)
+    assert ck.failing and errors and time.monotonic() - t0 < 10  # noticed fast, never waited on
+    with pytest.raises(StoreError):
+        await store.get("zzz")
+    assert (await ck.load("b")).engine["stats"]["turns"] == 7  # still readable from memory
+    redis_server.start()  # an empty server: what was pending must be written again
+    for _ in range(300):
+        if not ck.failing and not ck.pending:
+            break
+        await asyncio.sleep(0.05)
+    assert not ck.failing and not ck.pending
+    assert SessionRecord.loads(await store.get("a")).engine["stats"]["turns"] == 2
+    assert SessionRecord.loads(await store.get("b")).engine["stats"]["turns"] == 7
+    runner.cancel()
+    await ck.aclose()
