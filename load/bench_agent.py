@@ -43,6 +43,7 @@ from load.agent_client import Conversation, SessionResult, long_request, post_sc
 from load.agent_stack import agent_stack, cpu_groups, cpu_row, latency_row, message_rates, run_workers, session_worker
 from load.local_vani import LocalVani
 from load.report import cpu_seconds, table, write_json
+from load.store_server import store_setting, store_totals
 from vani.adapters.emulator.latency import Latency
 
 
@@ -71,6 +72,7 @@ async def one_session(sid: str, url: str, emu: str, turns: int, chunk_s: float, 
 
 def scenario(vani: LocalVani, emu: str, emu_pid: int, n: int, args: argparse.Namespace) -> dict[str, Any]:
     groups = cpu_groups(vani, emu_pid)
+    writes0, bytes0 = store_totals(vani.registry())
     cpu0 = {k: cpu_seconds(v) for k, v in groups.items()}
     ids = [f"bench-{os.getpid()}-{n}-{i}-{int(time.time()) % 100000}" for i in range(n)]
     procs = max(1, min(args.procs, n))
@@ -83,6 +85,11 @@ def scenario(vani: LocalVani, emu: str, emu_pid: int, n: int, args: argparse.Nam
     row["sample_turns"] = [r["per_turn"] for r in results[:3]]
     row["server_rss_mb"] = peak["rss_mb"]
     row["server_pss_mb"] = peak.get("pss_mb")
+    writes, size = store_totals(vani.registry())
+    minutes = (row.get("session_s") or 1.0) / 60.0
+    row["store"] = args.store
+    row["store_writes_per_session_min"] = round((writes - writes0) / minutes, 2)
+    row["store_kb_per_session_min"] = round((size - bytes0) / 1024 / minutes, 2)
     return row
 
 
@@ -96,6 +103,7 @@ COLUMNS = {
         "barge_ins",
         *("barge_stop_p50", "barge_stop_p95", "barge_stop_p99", "clear_gap_p95"),
     ],
+    "session store": ["sessions", "store", "store_writes_per_session_min", "store_kb_per_session_min"],
     "health": ["sessions", "wall_s", "bleed", "stale_frames", "failed_sessions", "server_rss_mb", "server_pss_mb"],
     "cpu (cores)": [
         "sessions",
@@ -122,11 +130,18 @@ def main() -> int:
     ap.add_argument("--emulator-workers", type=int, default=1, help="emulator worker processes (one port)")
     ap.add_argument("--ingress", default="haproxy", choices=["proxy", "direct", "haproxy"])
     ap.add_argument("--name", default="bench_agent")
+    ap.add_argument(
+        "--store", default="sqlite", help="session_store: none | sqlite (default) | redis (a private server) | a URL"
+    )
     args = ap.parse_args()
 
     rows = []
-    stack = agent_stack(args.ingress, max(args.sessions), args.gateway_replicas, args.emulator_workers)
-    with stack as (vani, emu, emu_pid):
+    with (
+        store_setting(args.store) as store,
+        agent_stack(
+            args.ingress, max(args.sessions), args.gateway_replicas, args.emulator_workers, session_store=store
+        ) as (vani, emu, emu_pid),
+    ):
         for n in args.sessions:
             rows.append(scenario(vani, emu, emu_pid, n, args))
             print(f"done: {n} sessions", file=sys.stderr, flush=True)
