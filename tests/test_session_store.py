@@ -83,6 +83,22 @@ def test_sqlite_file_is_private(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "dir" / "x.sqlite3").st_mode) == 0o600
 
 
+def test_sqlite_refuses_a_directory_others_can_write(tmp_path):
+    """The default directory is under the shared /tmp: one planted by someone else is never used."""
+    shared = tmp_path / "planted"
+    shared.mkdir()
+    shared.chmod(0o777)
+
+    async def go() -> None:
+        s = SqliteStore(str(shared / "x.sqlite3"))
+        with pytest.raises(StoreError, match="mode 0700"):
+            await s.put_many({"a": record("a").dumps()}, time.time() + 60)
+        await s.close()
+
+    asyncio.run(go())
+    assert not (shared / "x.sqlite3").exists()
+
+
 def test_resume_token_is_stored_only_as_a_digest():
     raw = record("a", token="the-secret-token").dumps()
     assert "the-secret-token" not in raw and token_digest("the-secret-token") in raw

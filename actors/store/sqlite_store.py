@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,6 +19,13 @@ from typing import Any
 from vani.actors.store.base import StoreError
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires REAL NOT NULL)"
+
+
+def private_dir(directory: str) -> None:
+    """Refuse a directory someone else could read or plant files in (the default is under the shared /tmp)."""
+    st = os.lstat(directory)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise OSError(f"{directory} must be a directory of this user, mode 0700 (is {stat.S_IMODE(st.st_mode):o})")
 
 
 class SqliteStore:
@@ -30,8 +38,10 @@ class SqliteStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            directory = os.path.dirname(self.path)
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            private_dir(directory)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
             os.close(fd)
             db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
