@@ -8,6 +8,7 @@ so a point on the audio timeline (a word's end, a speech start) maps to the mome
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable
@@ -35,9 +36,17 @@ class Listener:
         self.audio_clock: deque[tuple[int, float]] = deque(maxlen=4096)  # (stream byte end, arrival)
         self._audio_bytes = 0
         self._close_requested = False  # the client sent CloseStream (a request, not a conversation state)
+        self.opened = asyncio.Event()  # set once ``open`` has the STT stream
 
     async def open(self) -> None:
         self.stt = await self.provider.open(self.io.session_id, self.options)
+        self.opened.set()
+
+    async def wait_open(self, timeout: float) -> SttStream | None:
+        """The STT stream once it is open (a client may ask for it first), None if not within ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.opened.wait(), timeout)
+        return self.stt
 
     async def pump_audio(self) -> None:
         """Inbound ring -> STT, until ``close_stream`` and the ring is empty (raises ``ProviderError``)."""

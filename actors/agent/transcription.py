@@ -17,7 +17,7 @@ from vani.actors.agent.machine import ConversationMachine, user_turn_event
 from vani.actors.fsm import InvalidEvent
 from vani.actors.session.engine import SessionIO
 from vani.actors.wire.agent import FLUX_CLIENT_TYPES
-from vani.adapters.base import ProviderError, TurnEvent
+from vani.adapters.base import ErrorKind, ProviderError, TurnEvent
 from vani.adapters.factory import Providers
 from vani.cluster.config import Settings
 
@@ -89,8 +89,12 @@ class TranscriptionEngine(ListeningEngine):
             self.listener.close_stream()
 
     async def _configure(self, msg: dict[str, Any]) -> None:
-        stt = self.listener.stt
+        # A Configure sent right after connecting may arrive before the STT stream is open: it waits for it
+        # (it was dropped without a reply before), and fails with a reason if the stream never opens.
+        stt = await self.listener.wait_open(self.settings.provider_connect_timeout_s + 1.0)
         if stt is None:
+            reason = "speech recognition is not connected"
+            self.flux.configure_failed(ProviderError(self.providers.stt.name, ErrorKind.UNAVAILABLE, reason))
             return
         th = msg.get("thresholds") or {}
         try:
