@@ -7,7 +7,8 @@ prefix on one Serve HTTP port, so tests can use different limits without restart
   /fast    echo delay 0, flood guard off (throughput and ordering)
   /strict  API key, max 30 sessions, 2 s TTL, tight flood guard
   /actor   one detached actor per session, 3 s TTL
-  /agent   voice-agent sessions (and /agent/v2/flux transcription sessions) on the provider emulator
+  /agent   voice-agent sessions (and /agent/v2/flux transcription sessions) on the provider emulator,
+           their session store a real Redis (the other apps: the default SQLite)
   /local   voice-agent and transcription sessions on the embedded offline models (the `vani up` default)
   /mp3     like /agent, with MP3 TTS and a 96 KB inbound ring
   /overload echo delay 0, tight flood guard, admission by load (its hosts get stalled by the test)
@@ -34,6 +35,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # Serve's proxy prefers replicas on its own node; spread connections so tests see every replica.
 os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
 
+from load.store_server import PrivateRedis
 from vani.cluster.run import HAPROXY_PORT_ENV, INGRESS_ENV, PROXY_CALLBACK_ENV
 
 # vani's fixes for the HTTP ingress, installed as `vani up` installs them (gateway/ingress_guard.py), and
@@ -83,6 +85,9 @@ AGENT = dict(
     watchdog_llm_first_token_s=10.0,
     watchdog_tts_stall_s=10.0,
     watchdog_paused_s=8.0,
+    # Above the watchdogs, as the defaults are (4-5 s < 10 s): a stalled provider stream is ended by its
+    # watchdog, never by a read timeout racing it at the same second.
+    provider_read_timeout_s=20.0,
 )
 # Every app but the default one runs one gateway replica (a process each: keep the cluster small); the
 # default app runs as `vani up` does, autoscaled with a replica per node, so both nodes are entrances.
@@ -99,7 +104,9 @@ APPS = {
         flood_rate=1.5,
     ),
     "actor": dict(route_prefix="/actor", placement_mode="actor", echo_delay_ms=0, session_ttl_s=3.0),
-    "agent": dict(route_prefix="/agent", **AGENT),
+    # Its sessions' durable state goes to a real Redis (tests/test_recovery.py); the other apps use the
+    # default SQLite store (tests/test_session_lifecycle.py kills a host of /fast).
+    "agent": dict(route_prefix="/agent", **AGENT, session_store="{redis}"),
     # Aura's MP3 (paced by frame headers, actors/agent/audio_duration.py) and a non-default inbound ring.
     "mp3": dict(route_prefix="/mp3", **{**AGENT, "tts_encoding": "mp3", "inbound_ring_bytes": 98304}),
     # Overload (tests/test_overload.py): a tight flood guard, so hosts the test stalls (SIGSTOP) surely
@@ -219,6 +226,8 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
     from vani.cluster.config import Settings
     from vani.cluster.run import deploy, undeploy
 
+    redis = PrivateRedis()  # Debian's redis-server on a free loopback port, for the /agent app's sessions
+    redis.start()
     port, worker_port = free_port(), free_port()
     store_dir = tempfile.mkdtemp(prefix="vani-test-sessions-")  # each run's session stores (SQLite), removed after
     cluster, metrics_ports = start_two_node_cluster(Cluster, worker_port)
@@ -227,7 +236,8 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
     try:
         for name, overrides in APPS.items():
             overrides = {
-                k: v.format(emulator=provider_emulator) if isinstance(v, str) else v for k, v in overrides.items()
+                k: v.format(emulator=provider_emulator, redis=redis.url) if isinstance(v, str) else v
+                for k, v in overrides.items()
             }
             settings = Settings.load(
                 env={},
@@ -254,3 +264,4 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
         ray.shutdown()
         cluster.shutdown()
         shutil.rmtree(store_dir, ignore_errors=True)
+        redis.close()

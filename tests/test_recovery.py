@@ -1,8 +1,10 @@
 """Sessions survive their host: a session host killed with SIGKILL mid-conversation, its clients come back
-with their resume tokens and get their sessions back from the store (SQLite, the default), history intact.
+with their resume tokens and get their sessions back from the store, history intact.
 
-On the shared 2-node cluster's /agent app (provider emulators). The SQLite file is per node, so a crashed
-host's sessions come back on a host of the same node: Ray restarts the host under the same name."""
+On the shared 2-node cluster's /agent app (provider emulators), whose store is a real Redis
+(tests/conftest.py); Ray restarts the killed host under the same name and it reads the sessions back. The
+SQLite store's host crash is tests/test_session_lifecycle.py's (/fast), the stores themselves
+tests/test_session_store.py's."""
 
 from __future__ import annotations
 
