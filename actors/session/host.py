@@ -177,6 +177,7 @@ class SessionHost:
         if session is None:  # its host may have died: the store may hold it (actors/session/recovery.py)
             found = await recovery.decide(self._checkpoints, sid, token)
             if found.refuse is not None:
+                self._metrics.recoveries.inc(tags={**self._tags, "outcome": found.outcome})
                 await self._refuse(ws, Close.BAD_RESUME, found.refuse)
                 return
             session = self.sessions.get(sid)  # another link may have made it meanwhile

@@ -31,19 +31,24 @@ class Recovery:
 
 async def decide(checkpoints: Checkpointer | None, session_id: str, token: str | None) -> Recovery:
     """Also for a link without a token: a stored session is not anybody's to take, nor to replace."""
-    if checkpoints is None:
-        return Recovery(fresh_because=None if token is None else "no session store is configured (session_store=none)")
-    try:
-        record = await checkpoints.load(session_id)
-    except StoreError as exc:
-        log.warning("session %s: the store could not be read: %s", session_id, exc)
-        return Recovery(fresh_because=None if token is None else "the session store is unavailable")
-    except RecordError as exc:
-        log.warning("session %s: stored state unusable: %s", session_id, exc)
-        return Recovery(fresh_because=None if token is None else f"the stored session state is unusable: {exc}"[:200])
+    record, why = await _stored(checkpoints, session_id)
     if record is None:
-        why = "no stored state for this session (expired, closed, or never saved)"
         return Recovery(fresh_because=None if token is None else why)
     if not record.token_matches(token):
         return Recovery(refuse="resume token missing or invalid")
     return Recovery(record=record)
+
+
+async def _stored(checkpoints: Checkpointer | None, session_id: str) -> tuple[SessionRecord | None, str]:
+    """The stored record, or None and why there is none to take back."""
+    if checkpoints is None:
+        return None, "no session store is configured (session_store=none)"
+    try:
+        record = await checkpoints.load(session_id)
+    except StoreError as exc:
+        log.warning("session %s: the store could not be read: %s", session_id, exc)
+        return None, "the session store is unavailable"
+    except RecordError as exc:
+        log.warning("session %s: stored state unusable: %s", session_id, exc)
+        return None, f"the stored session state is unusable: {exc}"[:200]
+    return record, "no stored state for this session (expired, closed, or never saved)"
