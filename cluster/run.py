@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 
 from vani.cluster.config import Settings
+from vani.cluster.haproxy_files import haproxy_files_env, private_haproxy_dir
 from vani.cluster.logs import configure_logging
 
 log = logging.getLogger("vani")
@@ -32,14 +34,11 @@ def _haproxy_env() -> dict[str, str]:
     # Each node's HAProxy takes at most RAY_SERVE_HAPROXY_MAXCONN connections (Serve's default 4096; a
     # higher value needs ulimit -n above twice that, or HAProxy refuses to start).
     env = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
-    # HAProxy with its stats / Prometheus listeners on loopback (gateway/haproxy_bind.py).
+    # HAProxy with its stats / Prometheus pages on private Unix sockets, no TCP (gateway/haproxy_bind.py).
     wrapper = os.path.join(sysconfig.get_path("scripts"), "vani-haproxy")
     if os.access(wrapper, os.X_OK):
         env["RAY_SERVE_HAPROXY_BINARY_PATH"] = wrapper
     return env
-
-
-HAPROXY_PORT_ENV = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -79,6 +78,7 @@ def keep_ray_on(bind_host: str) -> str:
 def connect_ray(settings: Settings) -> dict[str, Any]:
     """``ray.init`` against ``settings.address``, or start a local single-node Ray on ``bind_host``."""
     node_ip = None if settings.address else keep_ray_on(settings.bind_host)
+    haproxy_dir = None
     import ray
 
     if settings.ingress not in INGRESS_ENV:
@@ -102,15 +102,16 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
             kwargs["_metrics_export_port"] = settings.metrics_export_port
         os.environ.update(INGRESS_ENV[settings.ingress])  # before Ray starts: its processes inherit it
         if settings.ingress == "haproxy":
-            # HAProxy's stats and Prometheus listeners (on loopback, gateway/haproxy_bind.py) on free ports,
-            # not Serve's fixed 8404 / 9101: a second Ray on this machine must not collide with this one.
-            for key in HAPROXY_PORT_ENV:
-                os.environ.setdefault(key, str(free_port(node_ip or "127.0.0.1")))
+            # Its config and sockets in a directory of this run's own (cluster/haproxy_files.py); its stats
+            # and Prometheus pages are Unix sockets there, no TCP port (gateway/haproxy_bind.py).
+            if "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC" not in os.environ:
+                haproxy_dir = private_haproxy_dir()
+                os.environ.update(haproxy_files_env(haproxy_dir))
         for key, value in PROXY_CALLBACK_ENV.items():
             os.environ.setdefault(key, value)
         ctx = ray.init(**kwargs)
     url = ctx.dashboard_url
-    return {"dashboard_url": f"http://{url}" if url and not url.startswith("http") else url}
+    return {"dashboard_url": f"http://{url}" if url and not url.startswith("http") else url, "haproxy_dir": haproxy_dir}
 
 
 def deploy(settings: Settings, timeout_s: float = 120.0) -> str:
@@ -214,6 +215,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 serve.shutdown()
         finally:
             ray.shutdown()
+            if info.get("haproxy_dir"):
+                shutil.rmtree(info["haproxy_dir"], ignore_errors=True)
         print("stopped.", flush=True)
     return 0
 

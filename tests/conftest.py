@@ -36,7 +36,8 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
 
 from load.store_server import PrivateRedis
-from vani.cluster.run import HAPROXY_PORT_ENV, INGRESS_ENV, PROXY_CALLBACK_ENV
+from vani.cluster.haproxy_files import haproxy_files_env, private_haproxy_dir
+from vani.cluster.run import INGRESS_ENV, PROXY_CALLBACK_ENV
 
 # vani's fixes for the HTTP ingress, installed as `vani up` installs them (gateway/ingress_guard.py), and
 # the default ingress (Serve's HAProxy mode), as `vani up` starts it.
@@ -60,6 +61,7 @@ class VaniCluster:
     cluster: object
     node_ids: list[str]
     entrance_ports: list[int]  # each node's entrance (HAProxy), head first
+    haproxy_root: str = ""  # each node's HAProxy files, in a subdirectory each (cluster/haproxy_files.py)
 
     def url(self, app: str = "") -> str:
         return f"{self.ws}/{app}".rstrip("/")
@@ -168,16 +170,17 @@ def provider_emulator() -> Iterator[str]:
             proc.kill()
 
 
-def node_env(entrance_port: int | None = None) -> dict[str, str]:
-    """A node's own HAProxy ports: two nodes on one machine must not share them. A worker node's entrance
+def node_env(haproxy_dir: str, entrance_port: int | None = None) -> dict[str, str]:
+    """A node's own HAProxy files in ``haproxy_dir`` (cluster/haproxy_files.py). A worker node's entrance
     listens on ``entrance_port`` (Serve's per-node override); the head's on the app's ``http_port``."""
-    env = {key: str(free_port()) for key in HAPROXY_PORT_ENV}
+    os.makedirs(haproxy_dir, mode=0o700, exist_ok=True)
+    env = haproxy_files_env(haproxy_dir)
     if entrance_port is not None:
         env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(entrance_port)
     return env
 
 
-def start_two_node_cluster(cluster_cls, worker_entrance_port: int, attempts: int = 3):
+def start_two_node_cluster(cluster_cls, worker_entrance_port: int, haproxy_root: str, attempts: int = 3):
     """A head and a worker node on 127.0.0.1. Retried: Ray gives a raylet a fixed 30 s to register,
     which a loaded 2-core box occasionally misses."""
     for attempt in range(attempts):
@@ -189,13 +192,13 @@ def start_two_node_cluster(cluster_cls, worker_entrance_port: int, attempts: int
                 node_ip_address="127.0.0.1",
                 include_dashboard=False,
                 metrics_export_port=metrics_ports[0],
-                env_vars=node_env(),
+                env_vars=node_env(os.path.join(haproxy_root, "h")),
             )
             cluster.add_node(
                 num_cpus=2,
                 node_ip_address="127.0.0.1",
                 metrics_export_port=metrics_ports[1],
-                env_vars=node_env(worker_entrance_port),
+                env_vars=node_env(os.path.join(haproxy_root, "w"), worker_entrance_port),
             )
             cluster.wait_for_nodes()
             return cluster, metrics_ports
@@ -230,7 +233,8 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
     redis.start()
     port, worker_port = free_port(), free_port()
     store_dir = tempfile.mkdtemp(prefix="vani-test-sessions-")  # each run's session stores (SQLite), removed after
-    cluster, metrics_ports = start_two_node_cluster(Cluster, worker_port)
+    haproxy_root = private_haproxy_dir()  # each node's HAProxy config and sockets, in a subdirectory each
+    cluster, metrics_ports = start_two_node_cluster(Cluster, worker_port, haproxy_root)
     ray.init(address=cluster.address, namespace="vani", log_to_driver=False, _node_ip_address="127.0.0.1")
     deployed: list[Settings] = []
     try:
@@ -252,7 +256,13 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
             deployed.append(settings)
         node_ids = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
         yield VaniCluster(
-            f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", metrics_ports, cluster, node_ids, [port, worker_port]
+            f"http://127.0.0.1:{port}",
+            f"ws://127.0.0.1:{port}",
+            metrics_ports,
+            cluster,
+            node_ids,
+            [port, worker_port],
+            haproxy_root,
         )
     finally:
         for settings in deployed:
@@ -264,4 +274,5 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
         ray.shutdown()
         cluster.shutdown()
         shutil.rmtree(store_dir, ignore_errors=True)
+        shutil.rmtree(haproxy_root, ignore_errors=True)
         redis.close()

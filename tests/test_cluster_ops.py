@@ -175,9 +175,14 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, ingress):
         assert any("raylet" in " ".join(c.cmdline()) for c in children if c.is_running())
         haproxy = [c for c in children if c.is_running() and "haproxy" in c.name().lower()]
         assert bool(haproxy) == (ingress == "haproxy"), [c.name() for c in children]
+        # HAProxy's config and sockets in a private directory of this run (cluster/haproxy_files.py).
+        configs = {c.cmdline()[c.cmdline().index("-f") + 1] for c in haproxy if "-f" in c.cmdline()}
+        run_dirs = {os.path.dirname(os.path.dirname(p)) for p in configs}
+        assert run_dirs == set() if ingress == "proxy" else len(run_dirs) == 1, configs
+        assert all(os.stat(d).st_mode & 0o777 == 0o700 and "vani-hap-" in d for d in run_dirs), configs
         # Everything vani and its Ray listen on is loopback, except what Ray Serve hard-codes (README
         # "Security"): each replica's inter-deployment gRPC server, which demands Ray's auth token. HAProxy's
-        # stats and Prometheus pages are on loopback too (vani-haproxy).
+        # stats and Prometheus pages are Unix sockets (vani-haproxy).
         exposed = exposed_listeners(proc.pid)
         grpc_ports = [p for p, name in exposed if name.startswith("ray::ServeReplica")]
         rest = [(p, name) for p, name in exposed if p not in grpc_ports]
@@ -194,6 +199,7 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, ingress):
                 break
             time.sleep(0.5)
         assert not alive, f"left running: {[' '.join(c.cmdline())[:80] for c in alive]}"
+        assert not [d for d in run_dirs if os.path.exists(d)], "vani up left its HAProxy directory behind"
     finally:
         if proc.poll() is None:
             proc.kill()

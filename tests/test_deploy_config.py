@@ -80,3 +80,16 @@ def test_every_node_is_an_haproxy_entrance(config):
             assert start.index(key) < start.index("ray start")
         assert "RAY_SERVE_ENABLE_HA_PROXY=1" in start
         assert "RAY_SERVE_HAPROXY_BINARY_PATH=$HOME/venv/bin/vani-haproxy" in start
+
+
+def test_every_nodes_haproxy_keeps_its_files_in_a_private_directory(config):
+    """Not Serve's shared /tmp/haproxy-serve (cluster/haproxy_files.py): each of Serve's HAProxy file
+    variables names ~/.vani/haproxy, made mode 0700 before Ray starts."""
+    from vani.cluster.haproxy_files import haproxy_files_env
+
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        start = next(c for c in commands if "ray start" in c)
+        assert start.index("mkdir -p -m 700 ~/.vani/haproxy") < start.index("ray start")
+        for key, value in haproxy_files_env("$HOME/.vani/haproxy").items():
+            assert f"{key}={value} " in start or f"{key}={value}\n" in start, key
+            assert start.index(key) < start.index("ray start")

@@ -5,6 +5,7 @@ node holding one (tests/conftest.py gives the worker node's entrance its own por
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from typing import Any
@@ -53,8 +54,17 @@ async def replica_per_node(vani_cluster, app: str = "vani") -> bool:
     return nodes == set(vani_cluster.node_ids)
 
 
+async def entrances_healthy(vani_cluster) -> bool:
+    proxies = (await serve_details())["proxies"]
+    return set(proxies) == set(vani_cluster.node_ids) and all(
+        getattr(p["status"], "value", p["status"]) == "HEALTHY" for p in proxies.values()
+    )
+
+
 async def test_each_node_has_a_gateway_replica_and_an_entrance(vani_cluster):
     placed = await until(lambda: replica_per_node(vani_cluster))
+    # Serve reports a node's proxy STARTING while it (re)loads HAProxy after a replica change.
+    assert await until(lambda: entrances_healthy(vani_cluster), timeout=60)
     details = await serve_details()
     where = [(r["node_id"], r["state"]) for r in gateway(details, "vani")["replicas"]]
     assert placed, f"the per-node replica floor is not honoured: {where}, nodes {vani_cluster.node_ids}"
@@ -74,6 +84,37 @@ async def test_each_node_has_a_gateway_replica_and_an_entrance(vani_cluster):
     for row in rows.values():
         assert row["entrance"] == "HEALTHY" and row["gateway_replicas"] >= 1
         assert "entrance_address" not in row
+
+
+def haproxies(root: str) -> list[psutil.Process]:
+    """The HAProxy processes whose config lives under ``root`` (this cluster's, not another Ray's)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "-f" in cmd and cmd.index("-f") + 1 < len(cmd) and cmd[cmd.index("-f") + 1].startswith(root + os.sep):
+            found.append(p)
+    return found
+
+
+async def test_each_nodes_haproxy_listens_on_its_entrance_only_and_keeps_its_files_private(vani_cluster):
+    """HAProxy's stats and Prometheus pages are Unix sockets (vani-haproxy): no TCP port that another process
+    could take first (which kept the worker's entrance down for good) and none to expose. Each node's
+    config and sockets are in its own directory, 0700, not Serve's shared /tmp/haproxy-serve."""
+    assert await until(lambda: entrances_healthy(vani_cluster), timeout=60)
+    procs = haproxies(vani_cluster.haproxy_root)
+    configs = {p.cmdline()[p.cmdline().index("-f") + 1] for p in procs}
+    assert len(configs) == len(vani_cluster.node_ids), configs  # one per node (reloads keep the path)
+    ports: set[int] = set()
+    for p in procs:
+        for c in p.net_connections(kind="inet"):
+            if c.status == psutil.CONN_LISTEN:
+                ports.add(c.laddr.port)
+    assert ports == set(vani_cluster.entrance_ports)
+    for config in configs:
+        node_dir = os.path.dirname(config)
+        assert os.stat(os.path.dirname(node_dir)).st_mode & 0o777 == 0o700  # the node's own directory
+        for name in ("admin.sock", "stats.sock", "prometheus.sock"):
+            assert os.stat(os.path.join(node_dir, name)).st_mode & 0o777 == 0o600, name
 
 
 async def test_gateway_replicas_run_the_relay_on_uvicorns_loop(vani_cluster):

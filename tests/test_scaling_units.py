@@ -7,13 +7,14 @@ import os
 import socket
 import subprocess
 import sysconfig
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from vani.cluster.config import Settings
 from vani.gateway import scaling
-from vani.gateway.haproxy_bind import loopback_binds
+from vani.gateway.haproxy_bind import harden, private_admin_socket, private_listeners
 from vani.gateway.scaling import ConnectionsAndNodes, deployment_options, desired_replicas
 
 
@@ -84,6 +85,7 @@ defaults
 frontend prometheus
     bind :9101
     mode http
+    http-request use-service prometheus-exporter if { path /metrics }
 frontend http_frontend
     bind 0.0.0.0:8000
     default_backend b
@@ -92,36 +94,94 @@ backend b
 listen stats
   bind *:8404
   stats enable
+  stats uri /stats
 """
 
 
-def test_only_the_stats_and_prometheus_listeners_move_to_loopback():
-    out = loopback_binds(CONFIG)
-    assert "    bind 127.0.0.1:9101\n" in out and "  bind 127.0.0.1:8404\n" in out
+def test_the_stats_and_prometheus_listeners_move_to_private_unix_sockets():
+    out = private_listeners(CONFIG, "/run/n1")
+    assert "    bind unix@/run/n1/prometheus.sock mode 600\n" in out
+    assert "  bind unix@/run/n1/stats.sock mode 600\n" in out
     assert "    bind 0.0.0.0:8000\n" in out  # the client entrance stays where Serve put it
     assert "server s1 127.0.0.1:30000" in out
-    assert loopback_binds(out) == out
+    assert private_listeners(out, "/run/n1") == out
 
 
-def test_the_wrapper_runs_the_real_haproxy_with_loopback_listeners(tmp_path):
-    """vani-haproxy (as Serve runs it, the variable naming it set) checks a rewritten config with the real
-    binary; the rewrite reached the file Serve passed."""
+def test_the_admin_socket_is_made_private_to_its_user():
+    out = private_admin_socket(CONFIG)
+    assert "    stats socket /tmp/x/admin.sock mode 600 level admin\n" in out
+    hardened = harden(CONFIG, "/run/n1")
+    assert "mode 666" not in hardened and "bind unix@/run/n1/prometheus.sock mode 600" in hardened
+    assert private_admin_socket(out) == out
+    # Serve's own template line, with the listener hand-over HAProxy's reloads use.
+    serve_line = "    stats socket /p/admin.sock mode 666 level admin expose-fd listeners\n"
+    assert private_admin_socket(serve_line) == serve_line.replace("666", "600")
+
+
+def test_each_node_names_its_own_haproxy_files():
+    from vani.cluster.haproxy_files import haproxy_files_env, private_haproxy_dir
+
+    a, b = private_haproxy_dir(), private_haproxy_dir()
+    try:
+        assert a != b and os.stat(a).st_mode & 0o777 == 0o700
+        env = haproxy_files_env(a)
+        # Every file Serve's HAProxy mode keeps under its shared /tmp/haproxy-serve default is moved.
+        from ray.serve._private import constants
+
+        shared = [
+            k
+            for k in dir(constants)
+            if k.startswith("RAY_SERVE_HAPROXY_") and "/tmp/haproxy-serve" in str(getattr(constants, k))
+        ]
+        assert sorted(shared) == sorted(env)
+        assert all(v == a or os.path.dirname(v) == a for v in env.values())
+    finally:
+        os.rmdir(a)
+        os.rmdir(b)
+
+
+def test_the_wrapper_runs_the_real_haproxy_even_with_the_stats_ports_taken(tmp_path):
+    """vani-haproxy, run as Serve runs it (the variable naming it set), starts the real HAProxy although the
+    stats and Prometheus TCP ports Serve wrote are held by another process: those pages are on private Unix
+    sockets next to the config (before, a taken port kept a node's entrance down for good)."""
+    import httpx
+
     wrapper = os.path.join(sysconfig.get_path("scripts"), "vani-haproxy")
-    with socket.socket() as a, socket.socket() as b:
-        a.bind(("127.0.0.1", 0))
-        b.bind(("127.0.0.1", 0))
-        ports = a.getsockname()[1], b.getsockname()[1]
+    taken = [socket.socket(), socket.socket()]
+    for s in taken:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        entrance = free.getsockname()[1]
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(
         CONFIG.replace("/tmp/x", str(tmp_path))
-        .replace("9101", str(ports[0]))
-        .replace("8404", str(ports[1]))
-        .replace("0.0.0.0:8000", f"127.0.0.1:{ports[0] + 1}")
+        .replace("9101", str(taken[0].getsockname()[1]))
+        .replace("8404", str(taken[1].getsockname()[1]))
+        .replace("0.0.0.0:8000", f"127.0.0.1:{entrance}")
     )
     env = {**os.environ, "RAY_SERVE_HAPROXY_BINARY_PATH": wrapper}
-    done = subprocess.run([wrapper, "-c", "-f", str(cfg)], env=env, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
-    assert f"bind 127.0.0.1:{ports[0]}" in cfg.read_text()
+    proc = subprocess.Popen([wrapper, "-db", "-f", str(cfg)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        sockets = {name: tmp_path / name for name in ("prometheus.sock", "stats.sock", "admin.sock")}
+        deadline = time.monotonic() + 20
+        while not all(p.exists() for p in sockets.values()):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "HAProxy did not start"
+            time.sleep(0.1)
+        for path in sockets.values():
+            assert os.stat(path).st_mode & 0o777 == 0o600, path
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sockets["prometheus.sock"]))) as http:
+            assert "haproxy_process_" in http.get("http://haproxy/metrics").text
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sockets["stats.sock"]))) as http:
+            assert http.get("http://haproxy/stats").status_code == 200
+        assert f"127.0.0.1:{entrance}" in cfg.read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+        for s in taken:
+            s.close()
 
 
 def test_a_replica_doubled_up_while_a_node_has_none_is_the_one_to_restart():
