@@ -9,6 +9,7 @@ reach the conversation machine only as inbox events tagged with the turn id (``A
 from __future__ import annotations
 
 import logging
+import math
 
 from vani.actors.agent.audio_duration import Framer, framer_for
 from vani.actors.agent.context import AgentContext
@@ -172,6 +173,7 @@ class _AudioOut:
         self.ctx, self.turn = ctx, turn
         self.lead = ctx.settings.playout_lead_ms / 1000.0
         self.frame_s = ctx.settings.audio_frame_ms / 1000.0
+        self.cap_s = self.frame_s or math.inf  # audio_frame_ms = 0: each TTS chunk is one frame, whole
         self.index = 0
         self.framer: Framer | None = None
 
@@ -188,13 +190,13 @@ class _AudioOut:
         framer.feed(chunk.audio)
         # At most a frame's worth per send, each paced: a provider may hand over seconds of audio at once.
         while framer.has_frames() and (self.index == 0 or framer.ready_s() >= self.frame_s - 1e-9):
-            await self._send(*framer.take(self.frame_s), piece)
+            await self._send(*framer.take(self.cap_s), piece)
 
     async def flush(self, piece: SpokenPiece) -> None:
         """The piece's TTS stream ended: send what is left of it, a frame's worth at a time."""
         if self.framer is not None:
             while self.framer.ready_s() > self.frame_s + 1e-9:
-                await self._send(*self.framer.take(self.frame_s), piece)
+                await self._send(*self.framer.take(self.cap_s), piece)
             await self._send(*self.framer.rest(), piece)
 
     async def _send(self, data: bytes, seconds: float, piece: SpokenPiece) -> None:
