@@ -23,14 +23,21 @@ def engine_factory(
     """The factory for one session in ``mode``, on ``settings`` (the deployment's, plus the client's
     validated options)."""
     if mode == "echo":
-        return lambda io: EchoEngine(io, settings.echo_delay_ms / 1000.0, on_echo)
+
+        def echo(io: SessionIO) -> Engine:
+            io.events.begin(session_id=io.session_id, mode=mode)  # frames in, frames out
+            return EchoEngine(io, settings.echo_delay_ms / 1000.0, on_echo)
+
+        return echo
     if mode not in MODES:
         raise ValueError(f"unknown session mode {mode!r}")
 
     def build(io: SessionIO) -> Engine:
+        from vani.actors.agent.recording import recording
         from vani.adapters.factory import build_providers  # provider modules load only where they are used
 
-        providers = build_providers(settings, io.session_id, with_reply=mode == "agent")
+        io.events.begin(session_id=io.session_id, mode=mode, settings=settings.public())
+        providers = recording(build_providers(settings, io.session_id, with_reply=mode == "agent"), io.events)
         if mode == "agent":
             from vani.actors.agent.engine import AgentEngine
 

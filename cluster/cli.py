@@ -6,6 +6,8 @@ vani status [--url URL] [--token KEY]   sessions, hosts, nodes (session ids with
 vani talk --wav FILE [--url URL]        stream a WAV in real time, save what comes back
 vani emulate [--port N]                 run the provider emulators on 127.0.0.1
 vani providers check                    which providers are configured and whether they answer
+vani sessions export ID --address ADDR  write a live session's event log (JSON lines) to a file
+vani replay LOG [--set KEY=VALUE]       re-run a session from its event log; compare, or diff a change
 """
 
 from __future__ import annotations
@@ -75,6 +77,29 @@ def build_parser() -> argparse.ArgumentParser:
     chk = prov_sub.add_parser("check", help="which providers are configured and whether they answer")
     chk.add_argument("--timeout", type=float, default=5.0)
     chk.set_defaults(func=_lazy("vani.adapters.check", "cmd_check"))
+
+    sessions = sub.add_parser("sessions", help="sessions of a running deployment")
+    sessions_sub = sessions.add_subparsers(dest="sessions_command", required=True)
+    export = sessions_sub.add_parser("export", help="write a live session's event log to a file")
+    export.add_argument("session_id")
+    export.add_argument("--address", default="auto", help="the Ray cluster (Ray's own authentication applies)")
+    export.add_argument("--app", default="vani", help="the Serve app (app_name) the session belongs to")
+    export.add_argument("--namespace", default="vani")
+    export.add_argument("-o", "--output", help="the file (default: <session_id>.events.jsonl)")
+    export.set_defaults(func=_lazy("vani.cluster.session_export", "cmd_export"))
+
+    rep = sub.add_parser("replay", help="re-run a session's engine from its event log, no providers")
+    rep.add_argument("log", help="an event log file (vani sessions export)")
+    rep.add_argument(
+        "--set",
+        dest="changes",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="replay with a changed setting and print the diff of outputs (repeatable)",
+    )
+    rep.add_argument("--tolerance-ms", type=float, default=50.0, help="measured times may differ this much")
+    rep.set_defaults(func=_lazy("vani.actors.replay.cli", "cmd_replay"))
     return p
 
 

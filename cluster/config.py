@@ -164,6 +164,11 @@ class Settings:
     # barge-in policy for this long resumes (audio.resume, watchdog event). Keep it below the tts_stall one.
     watchdog_paused_s: float = 3.0
     stt_keepalive_s: float = 4.0  # silence sent to STT after this long without client audio
+    # The per-session event log (actors/session/event_log.py, docs/event-log.md): the most recent this many
+    # entries (inputs and outputs) are kept in memory for `vani sessions export` and `vani replay`; 0 = off.
+    # An inbound audio frame is one entry (about 50 a second while the client streams).
+    event_log_entries: int = 30000
+    record_audio: bool = False  # also keep the inbound PCM in the event log (a replay then has the audio)
 
     @staticmethod
     def load(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -255,6 +260,8 @@ class SessionLimits:
     flood_burst_s: float = 20.0
     flood_rate: float = 2.0
     session_ttl_s: float = 60.0
+    event_log_entries: int = 30000
+    record_audio: bool = False
 
     @staticmethod
     def from_settings(s: Settings) -> SessionLimits:
@@ -266,4 +273,6 @@ class SessionLimits:
             flood_burst_s=s.flood_burst_s,
             flood_rate=s.flood_rate,
             session_ttl_s=s.session_ttl_s,
+            event_log_entries=s.event_log_entries,
+            record_audio=s.record_audio,
         )

@@ -133,13 +133,17 @@ def main() -> int:
     ap.add_argument(
         "--store", default="sqlite", help="session_store: none | sqlite (default) | redis (a private server) | a URL"
     )
+    ap.add_argument(
+        "--event-log-entries", type=int, default=None, help="event_log_entries (0 = the event log off; default: vani's)"
+    )
     args = ap.parse_args()
+    extra = {} if args.event_log_entries is None else {"event_log_entries": args.event_log_entries}
 
     rows = []
     with (
         store_setting(args.store) as store,
         agent_stack(
-            args.ingress, max(args.sessions), args.gateway_replicas, args.emulator_workers, session_store=store
+            args.ingress, max(args.sessions), args.gateway_replicas, args.emulator_workers, session_store=store, **extra
         ) as (vani, emu, emu_pid),
     ):
         for n in args.sessions:

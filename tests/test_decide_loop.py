@@ -17,6 +17,7 @@ import pytest
 from vani.actors.agent.engine import AgentEngine
 from vani.actors.agent.turn import TurnOutcome
 from vani.actors.clock import ManualClock, settle_loop
+from vani.actors.session.event_log import EventLog
 from vani.actors.session.outbound import OutboundQueue
 from vani.actors.session.ring_buffer import RingBuffer
 from vani.actors.wire.agent import decode_audio
@@ -110,6 +111,7 @@ class Io:
         self.clock = ManualClock()
         self.ring = RingBuffer(1 << 20)
         self.outbound = OutboundQueue(1 << 24)
+        self.events = EventLog(self.clock, 0)  # off (tests/test_replay.py records through a real Session)
         self.frames_ready = asyncio.Event()
         self.failed: str | None = None
         self.checkpoints = 0
@@ -400,6 +402,16 @@ async def test_backchannel_resumes_the_paused_reply(make):
     audio = h.of("audio")
     assert [m["index"] for m in audio] == list(range(len(audio)))  # nothing repeated or lost
     assert h.engine.conv.stats["backchannels"] == 1
+
+
+async def test_audio_frame_ms_0_sends_each_tts_chunk_as_one_frame(make):
+    """The setting's documented meaning: no coalescing and no cutting (not one frame per sample)."""
+    h = make(["one two three four"], audio_frame_ms=0)
+    await settle_engine(h)
+    await h.user_turn("count")
+    await h.step(1.0)
+    frames = h.of("audio")
+    assert len(frames) == 4 == len(h.tts.texts[0].split())  # the scripted TTS: one chunk per word
 
 
 async def test_assistant_text_is_sent_at_once_then_batched(make):

@@ -16,9 +16,10 @@ from vani.actors.agent import decide, durable
 from vani.actors.agent.context import AgentContext, LlmStreams
 from vani.actors.agent.conversation import Conversation
 from vani.actors.agent.listening import ListeningEngine
-from vani.actors.agent.tools import ToolExecutor, tool_spec
+from vani.actors.agent.tools import ToolExecutor, tool_entry, tool_spec
 from vani.actors.agent.watchdog import Watchdog
 from vani.actors.session.engine import SessionIO
+from vani.actors.session.event_log import TOOL
 from vani.actors.wire import agent as wire
 from vani.adapters.factory import Providers
 from vani.cluster.config import Settings
@@ -45,7 +46,7 @@ class AgentEngine(ListeningEngine):
             tts=providers.tts,
             tts_options=providers.tts_options,
             tool=tool_spec(settings.agent_tool, settings.llm_provider),
-            tools=ToolExecutor(),
+            tools=ToolExecutor(on_result=lambda call, result: io.events.add(TOOL, tool_entry(call, result))),
             watchdog=self.watchdog,
             streams=LlmStreams(),
             checkpoint=io.checkpoint,

@@ -16,6 +16,7 @@ from typing import Any
 
 from vani.actors.agent import speech_clock
 from vani.actors.session.engine import SessionIO
+from vani.actors.session.event_log import STT
 from vani.adapters.base import ProviderError, SttOptions, SttProvider, SttStream
 
 BYTES_PER_S = 32000  # inbound audio: 16 kHz mono PCM16
@@ -73,7 +74,10 @@ class Listener:
     async def read_events(self) -> None:
         """STT events -> ``("stt", (event, arrival))`` on the inbox; ``stt_closed`` at the end."""
         assert self.stt is not None
+        events = self.io.events
         async for ev in self.stt.events():
+            if events.enabled:
+                events.add(STT, {"event": ev.to_flux()})
             self._post("stt", (ev, self.io.clock.now()))
         self._post("stt_closed", None)
 

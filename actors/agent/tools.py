@@ -58,6 +58,11 @@ def tool_spec(name: str, llm_provider: str = "") -> ToolSpec | None:
     return TOOLS[name]
 
 
+def tool_entry(call: ToolCall, result: str) -> dict[str, Any]:
+    """A tool execution as the event log keeps it."""
+    return {"id": call.id, "name": call.name, "result": result}
+
+
 class ToolExecutor:
     """Per-session executor: ``call_id -> result``, each call id executed at most once.
 
@@ -65,8 +70,12 @@ class ToolExecutor:
     does not cut a tool off half way, and its result stays cached for a retry of the same call.
     """
 
-    def __init__(self, max_results: int = RESULTS_KEPT) -> None:
+    def __init__(
+        self, max_results: int = RESULTS_KEPT, on_result: Callable[[ToolCall, str], None] = lambda call, result: None
+    ) -> None:
         self.max_results = max_results
+        self.on_result = on_result  # the session's event log hears each execution's result
+        self.replayed: dict[str, str] = {}  # call id -> result: a replay's logged results (no tool runs)
         self._results: OrderedDict[str, asyncio.Task[str]] = OrderedDict()
         self.executions: OrderedDict[str, int] = OrderedDict()  # same keys as _results
         self.bookings = BookingBook()  # this session's book for ``book_table``
@@ -102,12 +111,16 @@ class ToolExecutor:
                 self.executions.pop(call_id, None)
 
     async def _execute(self, call: ToolCall) -> str:
+        if call.id in self.replayed:
+            return self.replayed[call.id]
         runner = self._runners.get(call.name)
         try:
             result = {"error": f"unknown tool {call.name}"} if runner is None else await runner(call.arguments)
         except Exception as exc:  # a tool failure is an answer for the LLM, not a session failure
             result = {"error": f"{type(exc).__name__}: {exc}"}
-        return json.dumps(result, separators=(",", ":"))
+        encoded = json.dumps(result, separators=(",", ":"))
+        self.on_result(call, encoded)
+        return encoded
 
     def close(self) -> None:
         for task in self._results.values():

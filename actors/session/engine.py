@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from vani.actors.clock import Clock
+from vani.actors.session.event_log import EventLog
 from vani.actors.session.outbound import OutboundQueue
 from vani.actors.session.ring_buffer import RingBuffer
 
@@ -28,6 +29,7 @@ class SessionIO(Protocol):
     clock: Clock
     ring: RingBuffer  # inbound audio, in sequence order
     outbound: OutboundQueue  # control lane (never behind audio) + audio lane (backpressured)
+    events: EventLog  # the engine's inputs and outputs, for export and replay
 
     @property
     def frames_ready(self) -> asyncio.Event:

@@ -129,6 +129,11 @@ class SessionHost:
     async def session_ids(self) -> list[str]:
         return list(self.sessions)
 
+    async def event_log(self, session_id: str) -> list[str] | None:
+        """A live (or suspended) session's event log as JSON lines, for ``vani sessions export``."""
+        s = self.sessions.get(session_id)
+        return None if s is None else list(s.events.lines())
+
     async def stats(self) -> dict:
         return {
             "name": self.name,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -27,8 +28,10 @@ Message = str | bytes | CloseRequest
 
 
 class OutboundQueue:
-    def __init__(self, cap_bytes: int) -> None:
+    def __init__(self, cap_bytes: int, tap: Callable[[Message, bool], None] | None = None) -> None:
+        """``tap`` hears every message as it is queued (the session's event log)."""
         self.cap_bytes = cap_bytes
+        self._tap = tap
         self._control: deque[str | CloseRequest] = deque()
         self._audio: deque[bytes] = deque()
         self._audio_bytes = 0
@@ -42,7 +45,10 @@ class OutboundQueue:
     def audio_bytes(self) -> int:
         return self._audio_bytes
 
-    def put_control(self, msg: str | CloseRequest) -> None:
+    def put_control(self, msg: str | CloseRequest, own: bool = False) -> None:
+        """``own``: the session's own message, not its engine's (the tap hears which)."""
+        if self._tap is not None:
+            self._tap(msg, own)
         self._control.append(msg)
         self._ready.set()
 
@@ -52,6 +58,8 @@ class OutboundQueue:
             self.waits += 1
             self._space.clear()
             await self._space.wait()
+        if self._tap is not None:
+            self._tap(data, False)
         self._audio.append(data)
         self._audio_bytes += len(data)
         self._ready.set()

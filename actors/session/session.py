@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from vani.actors.clock import Clock, LoopClock, Timer
 from vani.actors.session.engine import EngineFactory
+from vani.actors.session.event_log import CLIENT, RESTORED, RESUME, EventLog
 from vani.actors.session.inbound import InboundAudio
 from vani.actors.session.machine import InvalidEvent, SessionMachine
 from vani.actors.session.outbound import CloseRequest, OutboundQueue
@@ -94,7 +95,9 @@ class Session:
             self.inbound.frames_ready,
             self.inbound.space_freed,
         )
-        self.outbound = OutboundQueue(limits.outbound_cap_bytes)
+        # Inputs and outputs of the engine, for export and replay (actors/session/event_log.py).
+        self.events = EventLog(self.clock, limits.event_log_entries, limits.record_audio)
+        self.outbound = OutboundQueue(limits.outbound_cap_bytes, self.events.output if self.events.enabled else None)
         self.link: LinkSocket | None = None  # the client connection bound now (None: suspended)
         self.link_released = asyncio.Event()  # set when the bound link is let go (host.py: takeover grace)
         self._sender: asyncio.Task | None = None
@@ -106,6 +109,7 @@ class Session:
         # What the first connection is told about recovery (``session.started``), then forgotten.
         self._recovery: dict[str, Any] | None = None
         if restored is not None:
+            self.events.add(RESTORED, {"state": restored.engine})
             self._recovery = {"recovered": True, **self.engine.restore(restored.engine)}
         elif recovery is not None:
             self._recovery = {"recovered": False, "recovery": recovery}
@@ -128,6 +132,7 @@ class Session:
             self.machine.fire("START")
         elif resumed:
             self.machine.fire("RESUME")
+            self.events.add(RESUME, {})
             self.engine.on_resume()
         started["state"] = self.machine.state
         started["counters"] = asdict(self.counters)
@@ -183,21 +188,22 @@ class Session:
             self.machine.fire("AUDIO_FRAME", pcm, self.clock.now())
         except InvalidEvent as exc:
             self.hooks.on_drop(self, "state")
-            self.outbound.put_control(protocol.error("invalid_event", str(exc)))
+            self.outbound.put_control(protocol.error("invalid_event", str(exc)), own=True)
 
     def on_control(self, raw: str) -> None:
         """A validated client JSON message (the gateway already checked it parses and its type)."""
         try:  # same bounds as the gateway's: a bad message must never end the link's read loop
             msg = client_json.parse_message(raw)
         except client_json.ClientJsonError as exc:
-            self.outbound.put_control(protocol.error(exc.code, exc.message))
+            self.outbound.put_control(protocol.error(exc.code, exc.message), own=True)
             return
         kind = msg.get("type")
         try:
             if kind in self.engine.client_types:
+                self.events.add(CLIENT, {"msg": msg})
                 self.engine.on_client(msg)
             elif kind == "ping":
-                self.outbound.put_control(protocol.pong(msg))
+                self.outbound.put_control(protocol.pong(msg), own=True)
             elif kind == "mute":
                 self.machine.fire("MUTE")
             elif kind == "unmute":
@@ -205,12 +211,15 @@ class Session:
             elif kind == "close":
                 self.close(Close.NORMAL, "closed by client")
             else:
-                self.outbound.put_control(protocol.error("unknown_type", f"unknown message type {kind!r}"))
+                self.outbound.put_control(protocol.error("unknown_type", f"unknown message type {kind!r}"), own=True)
         except InvalidEvent as exc:
-            self.outbound.put_control(protocol.error("invalid_event", str(exc), event=exc.event, state=exc.state))
+            self.outbound.put_control(
+                protocol.error("invalid_event", str(exc), event=exc.event, state=exc.state), own=True
+            )
 
     # ---------------------------------------------------------------- state machine callbacks
     def on_audio_frame(self, pcm: bytes, arrived: float) -> None:
+        self.events.frame(pcm)
         self.inbound.push(pcm, arrived)
 
     def on_muted_frame(self, pcm: bytes, arrived: float) -> None:
@@ -219,7 +228,7 @@ class Session:
 
     def on_state_change(self, source: str, dest: str, event: str) -> None:
         if self.engine.vani_schema:  # e.g. Flux clients get only Flux's schema
-            self.outbound.put_control(protocol.state_changed(source, dest, event))
+            self.outbound.put_control(protocol.state_changed(source, dest, event), own=True)
         if dest == "suspended":
             self._ttl = self.clock.call_later(self.limits.session_ttl_s, self._ttl_expired)
         elif dest == "closed":
@@ -230,7 +239,7 @@ class Session:
         """Close the session for good (client `close`, shutdown)."""
         if self.machine.can("CLOSE"):
             self.close_code = code
-            self.outbound.put_control(CloseRequest(code, reason))
+            self.outbound.put_control(CloseRequest(code, reason), own=True)
             self.machine.fire("CLOSE")
 
     def fail(self, code: int, reason: str) -> None:
@@ -239,8 +248,8 @@ class Session:
             log.warning("session=%s failing: %s", self.session_id, reason)
             self.close_code = code
             if self.engine.vani_schema:  # else the engine told its client in its own schema
-                self.outbound.put_control(protocol.error("session_failed", reason, close_code=code))
-            self.outbound.put_control(CloseRequest(code, reason))
+                self.outbound.put_control(protocol.error("session_failed", reason, close_code=code), own=True)
+            self.outbound.put_control(CloseRequest(code, reason), own=True)
             self.machine.fire("ERROR")
 
     def fail_internal(self, reason: str) -> None:

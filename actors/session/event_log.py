@@ -1,0 +1,111 @@
+"""A session's event log: every input its engine decided on and every output it made, in order, timed.
+
+Inputs (what a replay feeds back): inbound audio frames (length, and the PCM only with ``record_audio``),
+the client's engine messages, connection resumes, STT events, LLM stream items, TTS chunks and tool results,
+each with the session clock's time when the engine saw it. Outputs (what a replay compares): every message
+the engine queued for its client, control lane and audio frames (their header and length), at queue time.
+
+Cheap on the hot path: an entry is one tuple appended to a bounded ring (``deque(maxlen=...)``); JSON is
+written only when someone reads the log (``vani sessions export``). When the ring wraps, the oldest entries
+go and the log says so in its header (``dropped``): ``vani replay`` refuses a log that lost its start.
+The format is documented in docs/event-log.md; ``actors/replay/`` reads it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from vani.actors.clock import Clock
+
+FORMAT = "vani-event-log"
+VERSION = 1
+
+# Entry kinds. Inputs:
+FRAME = "frame"  # {"n": bytes[, "pcm": base64]}
+CLIENT = "client"  # {"msg": the client's engine message}
+RESUME = "resume"  # {} a new connection took the session back
+RESTORED = "restored"  # {"state": the engine's stored durable state} (a recovered session's first entry)
+STT = "stt"  # {"event": Flux TurnInfo}
+LLM_REQUEST = "llm.request"  # {"r": request number, "messages": count, "roles": [...]}
+LLM = "llm"  # {"r", "token"} | {"r", "tool_call": {id, name, arguments}} | {"r", "done": reason} | {"r", "error"}
+TTS_REQUEST = "tts.request"  # {"r", "text"}
+TTS = "tts"  # {"r", "n": bytes, "format": {...}[, "audio": base64]} | {"r", "error"}
+TOOL = "tool"  # {"id", "name", "result"}
+# Outputs:
+OUT = "out"  # {"msg": a control-lane JSON message}
+AUDIO = "audio"  # {"n": bytes, "head": the frame's first bytes, hex (the engine's header)}
+CLOSE = "close"  # {"code", "reason"}
+# The session's own messages (state changes, pongs, errors about client messages, close requests): logged
+# for the reader, not replayed or compared (a replay re-runs the engine).
+SESSION = "session"  # {"msg": ...} | {"close": code, "reason"}
+
+INPUTS = frozenset({FRAME, CLIENT, RESUME, RESTORED, STT, LLM_REQUEST, LLM, TTS_REQUEST, TTS, TOOL})
+OUTPUTS = frozenset({OUT, AUDIO, CLOSE})
+NOTES = frozenset({SESSION})
+AUDIO_HEAD_BYTES = 8  # the agent's audio header (turn id, index): what a replay compares of a frame
+
+
+class EventLog:
+    """One session's log. ``max_entries`` bounds the ring (0: nothing is recorded)."""
+
+    def __init__(self, clock: Clock, max_entries: int, record_audio: bool = False) -> None:
+        self.clock = clock
+        self.t0 = clock.now()
+        self.enabled = max_entries > 0
+        self.record_audio = record_audio
+        self.header: dict[str, Any] = {}
+        self._ring: deque[tuple[int, float, str, dict[str, Any]]] = deque(maxlen=max(1, max_entries))
+        self._seq = 0
+
+    def begin(self, **header: Any) -> None:
+        """What a replay needs besides the entries: the engine's mode and settings."""
+        self.header.update(header)
+
+    def add(self, kind: str, data: dict[str, Any]) -> None:
+        if self.enabled:
+            self._ring.append((self._seq, self.clock.now() - self.t0, kind, data))
+            self._seq += 1
+
+    # ---------------------------------------------------------------- the hot-path helpers
+    def frame(self, pcm: bytes) -> None:
+        if self.enabled:
+            self.add(FRAME, {"n": len(pcm), "pcm": b64(pcm)} if self.record_audio else {"n": len(pcm)})
+
+    def output(self, msg: Any, own: bool = False) -> None:
+        """A message queued for the client: the engine's, or (``own``) the session's."""
+        if not self.enabled:
+            return
+        if own:
+            note = {"msg": msg} if isinstance(msg, str) else {"close": msg.code, "reason": msg.reason}
+            self.add(SESSION, note)
+        elif isinstance(msg, bytes):
+            self.add(AUDIO, {"n": len(msg), "head": msg[:AUDIO_HEAD_BYTES].hex()})
+        elif isinstance(msg, str):
+            self.add(OUT, {"msg": msg})
+        else:  # the session's close request
+            self.add(CLOSE, {"code": getattr(msg, "code", None), "reason": getattr(msg, "reason", "")})
+
+    # ---------------------------------------------------------------- reading
+    @property
+    def dropped(self) -> int:
+        """Entries the ring has let go (the oldest)."""
+        return self._seq - len(self._ring)
+
+    def lines(self) -> Iterator[str]:
+        """The log as JSON lines: the header, then one entry per line."""
+        head = {"format": FORMAT, "version": VERSION, **self.header, "entries": len(self._ring)}
+        head["dropped"] = self.dropped
+        yield json.dumps(head, separators=(",", ":"))
+        for seq, t, kind, data in list(self._ring):
+            entry = {"i": seq, "t": round(t, 6), "k": kind, **data}
+            if kind in (OUT, SESSION) and "msg" in data:  # the message itself, not a string of JSON inside JSON
+                entry["msg"] = json.loads(data["msg"])
+            yield json.dumps(entry, separators=(",", ":"), default=str)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
