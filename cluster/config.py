@@ -166,8 +166,8 @@ class Settings:
     stt_keepalive_s: float = 4.0  # silence sent to STT after this long without client audio
     # The per-session event log (actors/session/event_log.py, docs/event-log.md): the most recent this many
     # entries (inputs and outputs) are kept in memory for `vani sessions export` and `vani replay`; 0 = off.
-    # An inbound audio frame is one entry (about 50 a second while the client streams).
-    event_log_entries: int = 30000
+    # An inbound audio frame is one entry, an outbound one too; about 200 bytes an entry (4 MB at most).
+    event_log_entries: int = 20000
     record_audio: bool = False  # also keep the inbound PCM in the event log (a replay then has the audio)
 
     @staticmethod
@@ -260,7 +260,7 @@ class SessionLimits:
     flood_burst_s: float = 20.0
     flood_rate: float = 2.0
     session_ttl_s: float = 60.0
-    event_log_entries: int = 30000
+    event_log_entries: int = 20000
     record_audio: bool = False
 
     @staticmethod
