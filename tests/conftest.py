@@ -26,6 +26,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -62,6 +63,7 @@ class VaniCluster:
     node_ids: list[str]
     entrance_ports: list[int]  # each node's entrance (HAProxy), head first
     haproxy_root: str = ""  # each node's HAProxy files, in a subdirectory each (cluster/haproxy_files.py)
+    redis: Any = None  # the /agent app's session store (load/store_server.PrivateRedis): stop() / start()
 
     def url(self, app: str = "") -> str:
         return f"{self.ws}/{app}".rstrip("/")
@@ -263,6 +265,7 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
             node_ids,
             [port, worker_port],
             haproxy_root,
+            redis,
         )
     finally:
         for settings in deployed:

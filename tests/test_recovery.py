@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import time
 import uuid
 
@@ -146,3 +148,129 @@ async def test_a_wrong_token_never_gets_a_stored_session_and_an_unknown_one_says
     assert fresh.first["resumed"] is False and fresh.first["recovered"] is False
     assert "no stored state" in fresh.first["recovery"]
     await fresh.close()
+
+
+async def test_a_removed_node_gives_its_sessions_back_on_another_node(vani_cluster, provider_emulator):
+    """Chaos (b): a third node joins, three sessions of /agent (Redis store) talk on its host, the node is
+    removed; their clients get session_lost + 1011, come back with their tokens on a host of another node
+    with their history, and a session on another node is never touched."""
+    from tests.conftest import free_port, node_env
+    from vani.actors.control.placement import choose_host, host_name
+
+    haproxy_dir = tempfile.mkdtemp(prefix="vani-hap-")
+    node = vani_cluster.cluster.add_node(
+        num_cpus=2, node_ip_address="127.0.0.1", env_vars=node_env(os.path.join(haproxy_dir, "n"), free_port())
+    )
+    clients: list[AgentClient] = []
+    bystander: AgentClient | None = None
+    try:
+        registry = ray.get_actor(registry_name("agent"), namespace="vani")
+        doomed = host_name("agent", node.node_id, 0)
+        deadline = time.monotonic() + 180
+        while doomed not in (hosts := [h["name"] for h in await registry.host_stats.remote()]):
+            assert time.monotonic() < deadline, f"no /agent host on the new node: {hosts}"
+            await asyncio.sleep(1.0)
+        # Sessions until three are placed on the new node's host (the registry decides: rendezvous hashing,
+        # minus hosts it finds overloaded) and one elsewhere.
+        ids: list[str] = []
+        tokens: dict[str, str] = {}
+        deadline = time.monotonic() + 120  # a new host refuses sessions while it is still warming up (loop lag)
+        while (len(ids) < 3 or bystander is None) and time.monotonic() < deadline:
+            s = sid()
+            if choose_host(s, hosts) != doomed and bystander is not None:
+                continue
+            await script(provider_emulator, s, transcripts=[f"first thing {len(ids)}", f"second thing {len(ids)}"])
+            c = await AgentClient.connect(url(vani_cluster, s))
+            on_new = (await registry.where.remote(s))["node_id"] == node.node_id
+            if on_new and len(ids) < 3:
+                ids.append(s)
+                clients.append(c)
+                tokens[s] = c.first["resume_token"]
+            elif not on_new and bystander is None:
+                bystander = c
+            else:
+                await c.close()
+                await asyncio.sleep(0.5)
+        assert len(ids) == 3 and bystander is not None, f"placed on the new node: {ids}"
+        for i, c in enumerate(clients):
+            await c.send_audio(utterance(0.6, 0.5, seed=i))
+        for c in clients:
+            await c.wait_type("assistant.message", 30.0, turn_id=1)
+            await c.wait_type("conversation", 10.0, to="listening", event="REPLY_DONE")
+        for s in ids:
+            deadline = time.monotonic() + 10
+            while not await stored(s, doomed):
+                assert time.monotonic() < deadline, "the turn's checkpoint was never written"
+                await asyncio.sleep(0.1)
+
+        await asyncio.to_thread(vani_cluster.cluster.remove_node, node)
+        for c in clients:
+            assert await closed(c, timeout=60) == 1011
+        for i, s in enumerate(ids):
+            back = await reconnect(vani_cluster, s, tokens[s])
+            assert back.first["recovered"] is True, back.first
+            assert (await registry.where.remote(s))["node_id"] != node.node_id
+            await back.send_audio(utterance(0.8, 0.5, seed=10 + i))
+            m2 = await back.wait_type("assistant.message", 30.0, turn_id=2)
+            assert m2["full_text"] == f"Sure. You said: second thing {i}. Anything else?"
+            requests = [
+                e for e in await emulator_log(provider_emulator, s) if e["service"] == "llm" and e["event"] == "request"
+            ]
+            assert requests[-1]["roles"] == ["system", "user", "assistant", "user"], requests[-1]
+            await back.close()
+        assert bystander.ws.close_code is None  # never told anything
+        await bystander.close()
+    finally:
+        for c in [*clients, *([bystander] if bystander is not None else [])]:
+            with contextlib.suppress(Exception):
+                await c.close()
+        if node in vani_cluster.cluster.worker_nodes:
+            await asyncio.to_thread(vani_cluster.cluster.remove_node, node)
+        shutil.rmtree(haproxy_dir, ignore_errors=True)
+
+
+async def test_a_store_outage_mid_conversation_fails_no_session_and_writes_catch_up(vani_cluster, provider_emulator):
+    """Chaos (c): the /agent app's Redis is stopped for 10 s while a session talks: the session answers on,
+    its host reports the outage, and once Redis is back (empty) the session's latest state is written."""
+    from vani.actors.store.record import SessionRecord
+    from vani.actors.store.redis_store import RedisStore
+
+    s = sid()
+    await script(provider_emulator, s, transcripts=["before the outage", "during the outage", "after it"])
+    c = await AgentClient.connect(url(vani_cluster, s))
+    await c.send_audio(utterance(0.6, 0.5, seed=1))
+    await c.wait_type("assistant.message", 30.0, turn_id=1)
+    await c.wait_type("conversation", 10.0, to="listening", event="REPLY_DONE")
+    host, _ = await host_of(s)
+    handle = ray.get_actor(host, namespace="vani")
+    redis = vani_cluster.redis
+    redis.stop()
+    stopped = time.monotonic()
+    try:
+        await c.send_audio(utterance(0.6, 0.5, seed=2))
+        m2 = await c.wait_type("assistant.message", 30.0, turn_id=2)
+        assert m2["full_text"] == "Sure. You said: during the outage. Anything else?"
+        deadline = time.monotonic() + 10
+        while not (await handle.stats.remote())["store"]["failing"]:
+            assert time.monotonic() < deadline, "the host never noticed the outage"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(max(0.0, 10.0 - (time.monotonic() - stopped)))
+    finally:
+        redis.start()  # an empty server: the host must write the session again
+    deadline = time.monotonic() + 30
+    while (st := (await handle.stats.remote())["store"])["failing"] or st["pending"]:
+        assert time.monotonic() < deadline, f"writes never caught up: {st}"
+        await asyncio.sleep(0.2)
+    store = RedisStore(redis.url, prefix="vani:agent:session:")
+    try:
+        record = SessionRecord.loads(await store.get(s))
+    finally:
+        await store.close()
+    assert [m["content"] for m in record.engine["history"] if m["role"] == "user"] == [
+        "before the outage",
+        "during the outage",
+    ]
+    assert c.ws.close_code is None and not c.of_type("error")
+    await c.send_audio(utterance(0.6, 0.5, seed=3))
+    await c.wait_type("assistant.message", 30.0, turn_id=3)
+    await c.close()
