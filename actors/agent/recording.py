@@ -50,11 +50,22 @@ def llm_item(ev: LlmEvent) -> dict[str, Any]:
     return {"other": repr(ev)}
 
 
-class RecordingLlm:
-    def __init__(self, inner: LlmProvider, events: EventLog) -> None:
+class _Recording:
+    """What both wrappers share: the provider inside, the log, the count of requests, closing."""
+
+    def __init__(self, inner: Any, events: EventLog) -> None:
         self.inner, self.events = inner, events
         self.name = inner.name
         self.requests = 0
+
+    async def aclose(self) -> None:
+        closer = getattr(self.inner, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+class RecordingLlm(_Recording):
+    inner: LlmProvider
 
     async def stream(self, messages: list[ChatMessage], tool: ToolSpec | None = None) -> AsyncIterator[LlmEvent]:
         r = self.requests = self.requests + 1
@@ -67,17 +78,12 @@ class RecordingLlm:
             self.events.add(LLM, {"r": r, "error": error_fields(exc)})
             raise
 
-    async def aclose(self) -> None:
-        closer = getattr(self.inner, "aclose", None)
-        if closer is not None:
-            await closer()
 
+class RecordingTts(_Recording):
+    inner: TtsProvider
 
-class RecordingTts:
     def __init__(self, inner: TtsProvider, events: EventLog) -> None:
-        self.inner, self.events = inner, events
-        self.name = inner.name
-        self.requests = 0
+        super().__init__(inner, events)
         self._formats: dict[AudioFormat, dict[str, Any]] = {}  # one dict per format, not one per chunk
 
     async def synthesize(self, text: str, options: TtsOptions) -> AsyncIterator[TtsChunk]:
@@ -98,11 +104,6 @@ class RecordingTts:
         except ProviderError as exc:
             self.events.add(TTS, {"r": r, "error": error_fields(exc)})
             raise
-
-    async def aclose(self) -> None:
-        closer = getattr(self.inner, "aclose", None)
-        if closer is not None:
-            await closer()
 
 
 def recording(providers: Providers, events: EventLog) -> Providers:

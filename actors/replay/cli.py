@@ -45,7 +45,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return show_change(log, changes)
     replayed = asyncio.run(driver.run(log))
     found = compare.first_divergence(log.outputs(), replayed, args.tolerance_ms)
-    inputs = sum(e["k"] in ("frame", "client", "resume", "stt") for e in log.entries)
+    inputs = sum(e["k"] in driver.DRIVEN for e in log.entries)
     if found is None:
         print(f"{args.log}: {inputs} inputs replayed, {len(replayed)} outputs: the same as logged")
         return 0

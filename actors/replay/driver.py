@@ -30,6 +30,7 @@ TAIL_S = 2.0  # after the last logged entry: let paced audio and timers finish
 SETTLE = 60  # event-loop passes after each input and timer (a token -> chunker -> TTS -> frame chain)
 # Settings a replay never takes from the log: it opens nothing and stores nothing.
 NOT_REPLAYED = {"api_key": None, "session_store": "none", "event_log_entries": 10_000_000}
+DRIVEN = frozenset({FRAME, CLIENT, RESUME, STT})  # inputs the driver hands over; provider items time themselves
 
 
 class ReplayIo:
@@ -42,7 +43,6 @@ class ReplayIo:
         self.events = EventLog(self.clock, NOT_REPLAYED["event_log_entries"])
         self.outbound = OutboundQueue(1 << 30, self.events.output)
         self.frames_ready = asyncio.Event()
-        self.failed: str | None = None
 
     def space_freed(self) -> None:
         pass
@@ -51,7 +51,7 @@ class ReplayIo:
         pass
 
     def fail_internal(self, reason: str) -> None:
-        self.failed = reason
+        pass  # a live session would close; its outputs up to here are what the replay compares
 
     def close_normal(self, reason: str) -> None:
         pass
@@ -90,7 +90,7 @@ async def run(log: SessionLog, changes: dict[str, Any] | None = None) -> list[di
             if kind == RESTORED:
                 engine.restore(entry["state"])
                 continue
-            if kind not in (FRAME, CLIENT, RESUME, STT):
+            if kind not in DRIVEN:
                 continue  # provider items are timed by the replay providers; outputs are what we compare
             await io.clock.advance(max(0.0, START + entry["t"] - io.clock.now()), settle=SETTLE)
             if kind == FRAME:
