@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
 import sysconfig
 import threading
@@ -21,6 +20,7 @@ import httpx
 from vani.cluster.config import Settings
 from vani.cluster.haproxy_files import haproxy_files_env, private_haproxy_dir
 from vani.cluster.logs import configure_logging
+from vani.cluster.ports import serve_ports_env
 
 log = logging.getLogger("vani")
 
@@ -39,12 +39,6 @@ def _haproxy_env() -> dict[str, str]:
     if os.access(wrapper, os.X_OK):
         env["RAY_SERVE_HAPROXY_BINARY_PATH"] = wrapper
     return env
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 # Serve reads these when Ray starts (its controller and proxies inherit the environment).
@@ -107,7 +101,8 @@ def connect_ray(settings: Settings) -> dict[str, Any]:
             if "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC" not in os.environ:
                 haproxy_dir = private_haproxy_dir()
                 os.environ.update(haproxy_files_env(haproxy_dir))
-        for key, value in PROXY_CALLBACK_ENV.items():
+        # Serve's fallback proxy on ports of this Ray's own, never shared with another Serve (cluster/ports.py).
+        for key, value in {**PROXY_CALLBACK_ENV, **serve_ports_env()}.items():
             os.environ.setdefault(key, value)
         ctx = ray.init(**kwargs)
     url = ctx.dashboard_url

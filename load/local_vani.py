@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,13 +25,9 @@ from typing import Any
 
 import psutil
 
+from vani.cluster.haproxy_files import haproxy_files_env, private_haproxy_dir
+from vani.cluster.ports import free_port, serve_ports_env
 from vani.cluster.run import INGRESS_ENV, PROXY_CALLBACK_ENV
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -109,8 +105,11 @@ def local_vani(
     # Keep every Ray address on loopback (see tests/conftest.py) and pick the gateway path before Ray starts.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.update(INGRESS_ENV[ingress])
-    # HAProxy's stats / Prometheus ports: connect_ray picks free ones, so private vanis never collide.
     os.environ.update(PROXY_CALLBACK_ENV)  # as `vani up`: ingress guard, websocket pings without a pong deadline
+    # As connect_ray does for `vani up`: HAProxy's files in a directory of this run's own, Serve's fallback
+    # proxy on ports of its own (cluster/haproxy_files.py, cluster/ports.py), so private vanis never meet.
+    haproxy_dir = private_haproxy_dir()
+    os.environ.update({**haproxy_files_env(haproxy_dir), **serve_ports_env()})
     import ray
     from ray import serve
 
@@ -151,3 +150,4 @@ def local_vani(
             serve.shutdown()
         finally:
             ray.shutdown()
+            shutil.rmtree(haproxy_dir, ignore_errors=True)

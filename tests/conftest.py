@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
 
 from load.store_server import PrivateRedis
 from vani.cluster.haproxy_files import haproxy_files_env, private_haproxy_dir
+from vani.cluster.ports import free_port, serve_ports_env
 from vani.cluster.run import INGRESS_ENV, PROXY_CALLBACK_ENV
 
 # vani's fixes for the HTTP ingress, installed as `vani up` installs them (gateway/ingress_guard.py), and
@@ -46,12 +46,6 @@ os.environ.update(PROXY_CALLBACK_ENV)
 os.environ.update(INGRESS_ENV["haproxy"])
 
 STRICT_KEY = "s3cret-test-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -176,7 +170,8 @@ def node_env(haproxy_dir: str, entrance_port: int | None = None) -> dict[str, st
     """A node's own HAProxy files in ``haproxy_dir`` (cluster/haproxy_files.py). A worker node's entrance
     listens on ``entrance_port`` (Serve's per-node override); the head's on the app's ``http_port``."""
     os.makedirs(haproxy_dir, mode=0o700, exist_ok=True)
-    env = haproxy_files_env(haproxy_dir)
+    # Serve's fallback proxy (head node) on ports of this cluster's own, never shared (cluster/ports.py).
+    env = {**haproxy_files_env(haproxy_dir), **serve_ports_env()}
     if entrance_port is not None:
         env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(entrance_port)
     return env

@@ -80,6 +80,8 @@ def test_every_node_is_an_haproxy_entrance(config):
             assert start.index(key) < start.index("ray start")
         assert "RAY_SERVE_ENABLE_HA_PROXY=1" in start
         assert "RAY_SERVE_HAPROXY_BINARY_PATH=$HOME/venv/bin/vani-haproxy" in start
+        # Serve's proxies never share a port with another process's (cluster/ports.py).
+        assert "SERVE_SOCKET_REUSE_PORT_ENABLED=0" in start
 
 
 def test_every_nodes_haproxy_keeps_its_files_in_a_private_directory(config):

@@ -5,13 +5,16 @@ node holding one (tests/conftest.py gives the worker node's entrance its own por
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import socket
 import time
 import uuid
 from typing import Any
 
 import httpx
 import psutil
+import pytest
 import ray
 
 from tests.audio_frames import numbered_frame
@@ -115,6 +118,32 @@ async def test_each_nodes_haproxy_listens_on_its_entrance_only_and_keeps_its_fil
         assert os.stat(os.path.dirname(node_dir)).st_mode & 0o777 == 0o700  # the node's own directory
         for name in ("admin.sock", "stats.sock", "prometheus.sock"):
             assert os.stat(os.path.join(node_dir, name)).st_mode & 0o777 == 0o600, name
+
+
+def fallback_ports(config: str) -> set[int]:
+    """The ports of the fallback Serve proxy that HAProxy's config names (its ``backup`` server)."""
+    with open(config) as f:
+        lines = [line.split() for line in f if "SERVE_PROXY_ACTOR-fallback" in line]
+    return {int(words[2].rsplit(":", 1)[1]) for words in lines if words[0] == "server"}
+
+
+async def test_the_fallback_proxy_holds_a_port_of_its_own_that_no_other_server_can_share(vani_cluster):
+    """HAProxy sends a connection to Serve's fallback proxy when it holds every replica as down. At Serve's
+    fixed 8500 with SO_REUSEPORT, two Serves on one machine split those connections: a connect burst on one
+    private vani was answered by another deployment's sessions (cluster/ports.py)."""
+    assert await until(lambda: entrances_healthy(vani_cluster), timeout=60)
+    configs = {p.cmdline()[p.cmdline().index("-f") + 1] for p in haproxies(vani_cluster.haproxy_root)}
+    ports = set().union(*(fallback_ports(c) for c in configs))
+    assert len(ports) == 1, ports  # the head node's one fallback proxy, named in every node's config
+    (port,) = ports
+    assert port != 8500
+    with socket.create_connection(("127.0.0.1", port), timeout=10):
+        pass  # it listens
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with pytest.raises(OSError) as err:
+            s.bind(("127.0.0.1", port))
+        assert err.value.errno == errno.EADDRINUSE
 
 
 async def test_gateway_replicas_run_the_relay_on_uvicorns_loop(vani_cluster):
