@@ -146,20 +146,29 @@ async def session_socket(
     started = opened["started"]
     started["gateway"] = gateway_id()
     await ws.send_text(protocol.dumps(started))
-    code, _reason = await _pump(ws, link, opened["next_seq"], settings, dialect_for(mode), flood)
-    closes.inc(tags={"code": str(code)})
+    outcome: dict[str, Any] = {}
+    try:
+        await _pump(ws, link, opened["next_seq"], settings, dialect_for(mode), flood, outcome)
+    finally:  # counted also when Serve cancels this request on the client's disconnect (no close code read)
+        closes.inc(tags={"code": str(outcome.get("close", (Close.GOING_AWAY, ""))[0])})
 
 
 async def _pump(
-    ws: WebSocket, link: ClientConnection, next_seq: int, settings: Settings, dialect: Dialect, flood: FloodGuard
+    ws: WebSocket,
+    link: ClientConnection,
+    next_seq: int,
+    settings: Settings,
+    dialect: Dialect,
+    flood: FloodGuard,
+    outcome: dict[str, Any],
 ) -> tuple[int, str]:
-    """Run both directions until one ends; return the close code/reason given to the client."""
-    outcome: dict[str, Any] = {}
+    """Run both directions until one ends; return the close code/reason given to the client (also in
+    ``outcome["close"]``)."""
     upstream = asyncio.create_task(_client_to_link(ws, link, next_seq, settings, outcome, dialect, flood))
     downstream = asyncio.create_task(_link_to_client(ws, link, outcome, dialect))
     try:
         await asyncio.wait({upstream, downstream}, return_when=asyncio.FIRST_COMPLETED)
-        code, reason = outcome.get("close", (Close.NORMAL, ""))
+        code, reason = outcome.setdefault("close", (Close.NORMAL, ""))
         # Close first, then reap: under Serve's proxy a pending ws.receive() can take long to
         # notice cancellation, and the client must get its close code now, not then.
         if not outcome.get("client_gone"):

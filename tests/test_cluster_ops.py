@@ -25,6 +25,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # `vani up` 
 
 
 async def test_metrics_show_in_rays_metrics_endpoint(vani_cluster):
+    # A session closed (the closes counter exists only once one has), and one kept open while scraping.
+    done = await VaniSession.connect(vani_cluster.url("fast"), f"m-{uuid.uuid4().hex[:8]}")
+    await done.close()
     s = await VaniSession.connect(vani_cluster.url("fast"), f"m-{uuid.uuid4().hex[:8]}")
     for i in range(5):
         await s.send_audio(numbered_frame(i))
