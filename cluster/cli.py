@@ -6,7 +6,7 @@ vani status [--url URL] [--token KEY]   sessions, hosts, nodes (session ids with
 vani talk --wav FILE [--url URL]        stream a WAV in real time, save what comes back
 vani emulate [--port N]                 run the provider emulators on 127.0.0.1
 vani providers check                    which providers are configured and whether they answer
-vani sessions export ID --address ADDR  write a live session's event log (JSON lines) to a file
+vani sessions export ID --address ADDR [--stored]  write a session's event log (JSON lines) to a file
 vani replay LOG [--set KEY=VALUE]       re-run a session from its event log; compare, or diff a change
 """
 
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--app", default="vani", help="the Serve app (app_name) the session belongs to")
     export.add_argument("--namespace", default="vani")
     export.add_argument("-o", "--output", help="the file (default: <session_id>.events.jsonl)")
+    export.add_argument(
+        "--stored", action="store_true", help="the log's runs from the session store (also after a host crash)"
+    )
     export.set_defaults(func=_lazy("vani.cluster.session_export", "cmd_export"))
 
     rep = sub.add_parser("replay", help="re-run a session's engine from its event log, no providers")

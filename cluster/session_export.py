@@ -1,8 +1,11 @@
-"""``vani sessions export ID``: a live session's event log from a running cluster, to a file.
+"""``vani sessions export ID [--stored]``: a session's event log from a running cluster, to a file.
 
 It joins the cluster as a Ray driver (so Ray's own authentication decides who may: no HTTP endpoint hands
-out conversations), asks the app's registry where the session lives, and asks that host for the log. Only
-live or suspended sessions have one: a closed session's log goes with it (docs/event-log.md).
+out conversations), asks the app's registry where the session lives, and asks that host for the log in its
+memory. With ``--stored``, or when the session is on no host (its host died and it has not come back yet),
+it reads the log's runs from the session store instead, through the app's hosts (with SQLite, only the
+hosts of the session's node can). Only live or suspended sessions have a log: a closed session's log goes
+with it (docs/event-log.md).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -24,14 +28,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         except ValueError:
             print(f"vani sessions export: no app {args.app!r} on this cluster", file=sys.stderr)
             return 1
-        where = ray.get(registry.where.remote(args.session_id))
-        if where is None:
-            print(f"vani sessions export: no live session {args.session_id!r} in {args.app!r}", file=sys.stderr)
-            return 1
-        host = ray.get_actor(where["host"], namespace=args.namespace)
-        lines = ray.get(host.event_log.remote(args.session_id))
+        where = None if args.stored else ray.get(registry.where.remote(args.session_id))
+        lines = None
+        if where is not None:
+            host = ray.get_actor(where["host"], namespace=args.namespace)
+            lines = ray.get(host.event_log.remote(args.session_id))
         if lines is None:
-            print(f"vani sessions export: {args.session_id!r} left its host meanwhile", file=sys.stderr)
+            lines = from_store(registry, args)
+        if lines is None:
+            print(f"vani sessions export: no live session {args.session_id!r} in {args.app!r}", file=sys.stderr)
             return 1
     finally:
         ray.shutdown()
@@ -40,5 +45,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
-    print(f"{path}: {len(lines) - 1} entries of session {args.session_id}")
+    runs = sum(1 for line in lines if line.startswith('{"format"'))
+    print(
+        f"{path}: {len(lines) - runs} entries of session {args.session_id}" + (f" in {runs} runs" if runs > 1 else "")
+    )
     return 0
+
+
+def from_store(registry: Any, args: argparse.Namespace) -> list[str] | None:
+    """The session's stored runs, from the first host that has them."""
+    import ray
+
+    from vani.actors.replay.log_file import stored_runs
+
+    for stats in ray.get(registry.host_stats.remote()):
+        try:
+            host = ray.get_actor(stats["name"], namespace=args.namespace)
+            raw = ray.get(host.event_log.remote(args.session_id, stored=True), timeout=60)
+        except Exception:  # a host that is gone or cannot read the store: ask the next
+            continue
+        if raw:
+            lines, orphans = stored_runs(raw)
+            if orphans:
+                print(
+                    f"vani sessions export: the store kept only the log's last lines ({orphans} before the first run"
+                    " header left out); raise event_log_entries",
+                    file=sys.stderr,
+                )
+            return lines or None
+    return None

@@ -136,8 +136,11 @@ def main() -> int:
     ap.add_argument(
         "--event-log-entries", type=int, default=None, help="event_log_entries (0 = the event log off; default: vani's)"
     )
+    ap.add_argument("--no-event-log-store", action="store_true", help="event_log_store=false: the log in memory only")
     args = ap.parse_args()
-    extra = {} if args.event_log_entries is None else {"event_log_entries": args.event_log_entries}
+    extra: dict[str, Any] = {} if args.event_log_entries is None else {"event_log_entries": args.event_log_entries}
+    if args.no_event_log_store:
+        extra["event_log_store"] = False
 
     rows = []
     with (

@@ -1,7 +1,8 @@
 """Sessions survive their host: a session host killed with SIGKILL mid-conversation, its clients come back
 with their resume tokens and get their sessions back from the store, history intact.
 
-On the shared 2-node cluster's /agent app (provider emulators), whose store is a real Redis
+The killed host's event log is in the store too: ``vani sessions export`` finds it there, and the session's two
+lives replay. On the shared 2-node cluster's /agent app (provider emulators), whose store is a real Redis
 (tests/conftest.py); Ray restarts the killed host under the same name and it reads the sessions back. The
 SQLite store's host crash is tests/test_session_lifecycle.py's (/fast), the stores themselves
 tests/test_session_store.py's."""
@@ -22,7 +23,9 @@ import ray
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.agent_helpers import AgentClient, emulator_log, script, utterance
+from tests.test_session_export import vani
 from vani.actors.control.placement import registry_name
+from vani.actors.replay import log_file
 
 
 def sid() -> str:
@@ -70,7 +73,34 @@ async def reconnect(cluster, session_id: str, token: str, timeout: float = 90.0)
         await asyncio.sleep(0.5)
 
 
-async def test_a_killed_host_gives_its_sessions_back_with_their_history(vani_cluster, provider_emulator):
+async def export(cluster, session_id: str, path, *flags: str) -> str:
+    address = cluster.cluster.address
+    out = await asyncio.to_thread(
+        vani, "sessions", "export", session_id, "--address", address, "--app", "agent", "-o", str(path), *flags
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return str(path)
+
+
+async def log_written(cluster, session_id: str, needle: str, timeout: float = 10.0) -> None:
+    """Until the session's stored event log (in the /agent app's Redis) holds a line with ``needle``."""
+    from vani.actors.store.redis_store import RedisStore
+
+    store = RedisStore(cluster.redis.url, prefix="vani:agent:session:", log_prefix="vani:agent:log:")
+    deadline = time.monotonic() + timeout
+    try:
+        while not any(needle in line for line in await store.read_log(session_id)):
+            assert time.monotonic() < deadline, f"{needle} never reached the stored log"
+            await asyncio.sleep(0.1)
+    finally:
+        await store.close()
+
+
+def answers(run: log_file.SessionLog) -> list[str]:
+    return [e["msg"]["full_text"] for e in run.outputs() if e["k"] == "out" and e["msg"]["type"] == "assistant.message"]
+
+
+async def test_a_killed_host_gives_its_sessions_back_with_their_history(vani_cluster, provider_emulator, tmp_path):
     s, other = sid(), sid()
     await script(provider_emulator, s, transcripts=["hello there", "what is on the menu"])
     c = await AgentClient.connect(url(vani_cluster, s))
@@ -92,10 +122,15 @@ async def test_a_killed_host_gives_its_sessions_back_with_their_history(vani_clu
     while not await stored(s, host):
         assert time.monotonic() < deadline, "the turn's checkpoint was never written"
         await asyncio.sleep(0.1)
+    await log_written(vani_cluster, s, '"assistant.message"')  # the writer appends every second
 
     os.kill(pid, signal.SIGKILL)
     assert await closed(c) == 1011
     assert any(e.get("code") == "session_lost" for e in c.of_type("error"))
+    # The dead host's log is in the store (event_log.py): the export finds it there, the first turn in it.
+    lost = await export(vani_cluster, s, tmp_path / "lost.jsonl")
+    (run,) = log_file.read_runs(lost)
+    assert answers(run) == ["Sure. You said: hello there. Anything else?"] and run.header["cut"] is True
 
     back = await reconnect(vani_cluster, s, token)
     first = back.first
@@ -111,6 +146,14 @@ async def test_a_killed_host_gives_its_sessions_back_with_their_history(vani_clu
     ]
     # The answer after the crash was asked with the earlier turn in its context.
     assert requests[-1]["roles"] == ["system", "user", "assistant", "user"], requests[-1]
+    await back.wait_type("conversation", 10.0, to="listening", event="REPLY_DONE")
+    # Both lives of the session, from the store: the second starts from the restored state; each replays.
+    both = await export(vani_cluster, s, tmp_path / "both.jsonl", "--stored")
+    first_run, second_run = log_file.read_runs(both)
+    assert answers(first_run) == [m1["full_text"]] and answers(second_run) == [m2["full_text"]]
+    assert second_run.entries[0]["k"] == "restored"
+    replay = await asyncio.to_thread(vani, "replay", both)
+    assert replay.returncode == 0 and replay.stdout.count("the same as logged") == 2, replay.stdout + replay.stderr
     await back.close()
     if bystander is not None:
         assert bystander.ws.close_code is None  # still open, never told anything
@@ -261,7 +304,7 @@ async def test_a_store_outage_mid_conversation_fails_no_session_and_writes_catch
     while (st := (await handle.stats.remote())["store"])["failing"] or st["pending"]:
         assert time.monotonic() < deadline, f"writes never caught up: {st}"
         await asyncio.sleep(0.2)
-    store = RedisStore(redis.url, prefix="vani:agent:session:")
+    store = RedisStore(redis.url, prefix="vani:agent:session:", log_prefix="vani:agent:log:")
     try:
         record = SessionRecord.loads(await store.get(s))
     finally:

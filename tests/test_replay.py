@@ -21,7 +21,9 @@ from vani.actors.agent.engine import AgentEngine
 from vani.actors.agent.recording import recording
 from vani.actors.clock import ManualClock, settle_loop
 from vani.actors.replay import compare, driver, log_file
+from vani.actors.session.checkpoints import Checkpointer
 from vani.actors.session.session import Hooks, Session
+from vani.actors.store.sqlite_store import SqliteStore
 from vani.adapters.base import LlmToken, LlmToolCall, SttOptions, ToolCall, TtsOptions, TurnEvent, TurnEventType
 from vani.adapters.factory import Providers
 from vani.cluster.config import SessionLimits, Settings
@@ -242,3 +244,70 @@ async def test_a_log_that_lost_its_start_is_refused():
     with pytest.raises(log_file.LogError, match=r"lost its first 3\d entries .* raise event_log_entries"):
         rec.log()
     await rec.close()
+
+
+async def test_the_stored_log_holds_the_same_entries_and_replays(tmp_path):
+    """The event log appended to a real session store in batches (actors/session/checkpoints.py) while the
+    session runs: the stored run holds exactly the entries of the ring, and replays to the same outputs."""
+    store = SqliteStore(str(tmp_path / "store" / "app-node.sqlite3"))
+    checkpoints = Checkpointer(store, ttl_s=60.0, live=lambda: [], log_keep=100_000)
+    rec = Recorder(["It is noon.", "Sure."])
+    await rec.start()
+    checkpoints.save("rec-1", lambda: None, rec.session.events)  # type: ignore[arg-type,return-value]
+    checkpoints.pending.clear()  # only the log is under test here
+    await rec.say(TurnEventType.START_OF_TURN)
+    await rec.talk(0.4)
+    assert await checkpoints.flush()  # a first batch: the run's header and what came so far
+    await rec.say(TurnEventType.END_OF_TURN, "what time is it", 0.0, 0.4)
+    await rec.talk(1.0)
+    assert await checkpoints.flush()
+    await rec.say(TurnEventType.START_OF_TURN, "", 1.4, 1.4)
+    await rec.talk(0.4)
+    await rec.say(TurnEventType.END_OF_TURN, "thanks", 1.4, 1.8)
+    await rec.talk(1.0)
+    assert await checkpoints.flush()
+    raw = await store.read_log("rec-1")
+    assert raw[0].startswith('{"format":"vani-event-log"') and sum(line.startswith('{"format"') for line in raw) == 1
+    assert raw[1:] == list(rec.session.events.lines())[1:]  # the same entries, written once each, in order
+    lines, orphans = log_file.stored_runs(raw)
+    (log,) = log_file.parse_runs(lines)
+    assert orphans == 0 and log.header["cut"] is True and log.header["entries"] == len(raw) - 1
+    path = write(tmp_path / "stored.jsonl", lines)
+    same = await asyncio.to_thread(vani, "replay", path)
+    assert same.returncode == 0 and "the same as logged" in same.stdout, same.stdout + same.stderr
+    await rec.close()
+    await checkpoints.aclose()
+
+
+async def test_entries_the_ring_let_go_before_a_write_are_noted_and_the_run_refused():
+    rec = Recorder(["Hello there."], event_log_entries=20)
+    await rec.start()
+    events = rec.session.events
+    first, mark = events.unwritten()
+    events.stored(mark)
+    assert json.loads(first[0])["format"] == "vani-event-log"
+    await rec.talk(1.0)  # 50 frames before the next write: the ring of 20 let go of the first 30-odd
+    later, _ = events.unwritten()
+    lost = json.loads(later[0])
+    assert lost["k"] == "session" and lost["lost"] > 20 and len(later) == 21
+    lines, _ = log_file.stored_runs(first + later)
+    with pytest.raises(log_file.LogError, match=r"lost its first \d+ entries"):
+        log_file.parse_runs(lines)
+    await rec.close()
+
+
+async def test_a_cut_run_is_checked_up_to_where_its_log_ends(recorded: Recorder):
+    """A stored run may end before its session did (its host died): its logged outputs must all be said
+    again, and what the replay says past the logged end is not a difference; in a whole log it is."""
+    lines = list(recorded.session.events.lines())
+    outputs = [i for i, line in enumerate(lines) if '"k":"out"' in line or '"k":"audio"' in line]
+    kept = [line for i, line in enumerate(lines[1:], start=1) if i not in outputs[-10:]]  # its last outputs lost
+    log = log_file.parse([json.dumps(json.loads(lines[0]) | {"entries": len(kept)}), *kept])
+    replayed = await driver.run(log)
+    missing = compare.first_divergence(log.outputs(), replayed)
+    assert missing is not None and missing.logged is None  # a whole log: the replay said more
+    assert compare.first_divergence(log.outputs(), replayed, cut=True) is None
+    first_text = next(i for i, line in enumerate(kept) if '"type":"assistant.text"' in line)
+    edited = [*kept[:first_text], kept[first_text].replace('"text":"', '"text":"Not '), *kept[first_text + 1 :]]
+    wrong = log_file.parse([json.dumps(json.loads(lines[0]) | {"entries": len(kept)}), *edited])
+    assert edited != kept and compare.first_divergence(wrong.outputs(), replayed, cut=True) is not None

@@ -49,7 +49,7 @@ async def store(request, tmp_path):
         yield s
     else:
         server = request.getfixturevalue("redis_server")
-        s = RedisStore(server.url, prefix=f"vani:test{os.getpid()}:session:")
+        s = RedisStore(server.url, prefix=f"vani:test{os.getpid()}:session:", log_prefix=f"vani:test{os.getpid()}:log:")
         yield s
     await s.close()
 
@@ -68,6 +68,23 @@ async def test_records_round_trip_and_expire(store):
     await asyncio.sleep(2.5)
     assert await store.get("c") is not None
     assert await store.get("d") is None  # never touched: gone after its expiry
+
+
+async def test_event_logs_append_trim_expire_and_go_with_the_record(store):
+    """A session's stored event log (actors/session/event_log.py): appended in order, its last ``keep`` lines
+    kept, touched and deleted with the session's record, and gone after its expiry like the record."""
+    await store.append_logs({"a": ["h", "1", "2"], "b": ["h"]}, keep=5, expires_at=time.time() + 60)
+    await store.append_logs({"a": ["3", "4", "5"]}, keep=5, expires_at=time.time() + 60)
+    assert await store.read_log("a") == ["1", "2", "3", "4", "5"]  # the oldest went
+    assert await store.read_log("b") == ["h"] and await store.read_log("none") == []
+    await store.put_many({"a": record("a").dumps()}, time.time() + 60)
+    await store.delete_many(["a"])
+    assert await store.read_log("a") == [] and await store.read_log("b") == ["h"]
+    await store.append_logs({"c": ["x"], "d": ["y"]}, keep=5, expires_at=time.time() + 2.0)
+    await store.touch_many(["c"], time.time() + 60)
+    await asyncio.sleep(2.5)
+    await store.put_many({"e": record("e").dumps()}, time.time() + 60)  # SQLite drops expired rows on a write
+    assert await store.read_log("c") == ["x"] and await store.read_log("d") == []
 
 
 def test_sqlite_file_is_private(tmp_path):
@@ -148,9 +165,35 @@ async def test_checkpointer_batches_and_builds_the_latest_state(tmp_path):
     await ck.aclose()
 
 
+async def test_the_writer_outlives_a_bug_in_a_callback(tmp_path):
+    """An exception the writer did not expect (here Ray's rule that a counter only grows: ``inc(0)``
+    raises) is logged, and the next checkpoints are still written: the writer task never ends early."""
+    store = SqliteStore(str(tmp_path / "s.sqlite3"))
+    calls: list[int] = []
+
+    def counter_inc(n: int, size: int) -> None:
+        calls.append(n)
+        if len(calls) == 1:
+            raise ValueError(f"value must be >0, got {n}")
+
+    ck = Checkpointer(store, ttl_s=60, live=lambda: [], on_written=counter_inc)
+    writer = asyncio.get_running_loop().create_task(ck.run())
+    ck.save("a", lambda: record("a", turns=1))
+    deadline = time.monotonic() + 5
+    while len(calls) < 1:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    ck.save("b", lambda: record("b", turns=2))
+    while await store.get("b") is None:
+        assert time.monotonic() < deadline and not writer.done(), "the writer stopped"
+        await asyncio.sleep(0.05)
+    writer.cancel()
+    await ck.aclose()
+
+
 async def test_a_store_outage_loses_nothing_and_writes_catch_up(redis_server, tmp_path):
     errors: list[str] = []
-    store = RedisStore(redis_server.url, prefix="vani:outage:session:")
+    store = RedisStore(redis_server.url, prefix="vani:outage:session:", log_prefix="vani:outage:log:")
     ck = Checkpointer(store, ttl_s=60, live=lambda: ["a", "b"], on_error=errors.append)
     runner = asyncio.create_task(ck.run())
     ck.save("a", lambda: record("a", turns=1))

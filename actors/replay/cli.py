@@ -32,23 +32,31 @@ def parse_changes(items: list[str]) -> dict[str, Any]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     try:
-        log = log_file.read(args.log)
+        runs = log_file.read_runs(args.log)
         changes = parse_changes(args.changes)
-        driver.replay_settings(log, changes)  # a bad setting fails here, before any replay
+        for log in runs:
+            driver.replay_settings(log, changes)  # a bad setting fails here, before any replay
     except (log_file.LogError, ValueError) as exc:
         print(f"vani replay: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"vani replay: {args.log}: {exc.strerror}", file=sys.stderr)
         return 2
-    if changes:
-        return show_change(log, changes)
+    worst = 0
+    for number, log in enumerate(runs, start=1):
+        name = args.log if len(runs) == 1 else f"{args.log} run {number} of {len(runs)}"
+        worst = max(worst, show_change(log, changes) if changes else replay_one(name, log, args.tolerance_ms))
+    return worst
+
+
+def replay_one(name: str, log: log_file.SessionLog, tolerance_ms: float) -> int:
     replayed = asyncio.run(driver.run(log))
-    found = compare.first_divergence(log.outputs(), replayed, args.tolerance_ms)
+    found = compare.first_divergence(log.outputs(), replayed, tolerance_ms, cut=bool(log.header.get("cut")))
     inputs = sum(e["k"] in driver.DRIVEN for e in log.entries)
     if found is None:
-        print(f"{args.log}: {inputs} inputs replayed, {len(replayed)} outputs: the same as logged")
+        print(f"{name}: {inputs} inputs replayed, {len(replayed)} outputs: the same as logged")
         return 0
+    print(f"{name}:")
     report(log.outputs(), found)
     return 1
 

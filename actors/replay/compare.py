@@ -41,9 +41,15 @@ def streams(outputs: list[dict[str, Any]]) -> dict[str, list[tuple[int, dict[str
 
 
 def first_divergence(
-    logged: list[dict[str, Any]], replayed: list[dict[str, Any]], tolerance_ms: float = TOLERANCE_MS
+    logged: list[dict[str, Any]],
+    replayed: list[dict[str, Any]],
+    tolerance_ms: float = TOLERANCE_MS,
+    cut: bool = False,
 ) -> Divergence | None:
-    """The earliest (by the logged order) output where some stream differs; None if none does."""
+    """The earliest (by the logged order) output where some stream differs; None if none does.
+
+    ``cut``: the log may end before the session did (a stored run: its host died, or its last second was not
+    written yet), so a stream the replay goes on with past the logged end is not a difference."""
     ours, theirs = streams(logged), streams(replayed)
     found: Divergence | None = None
     for name in ours.keys() | theirs.keys():
@@ -51,6 +57,8 @@ def first_divergence(
         for j in range(max(len(a), len(b))):
             x = a[j][1] if j < len(a) else None
             y = b[j][1] if j < len(b) else None
+            if x is None and cut:
+                break
             if x is None or y is None or not same(strip(x), strip(y), tolerance_ms, ""):
                 index = a[j][0] if j < len(a) else len(logged)
                 if found is None or index < found.index:

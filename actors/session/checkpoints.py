@@ -6,6 +6,9 @@ batch (a record is always its session's latest state, built once however often i
 the expiry of every live session's record every ``TOUCH_EVERY_S``. When the store fails, the batch stays
 pending (a newer mark replaces it), the failure is counted and logged once per outage, sessions keep running
 in memory, and the writes go out when the store is back.
+
+It also appends each session's event log (``event_log.EventLog.unwritten``) to the store every
+``LOG_EVERY_S``, keeping the last ``log_keep`` lines per session; a log waits in its ring through an outage.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import logging
 import time
 from collections.abc import Callable
 
+from vani.actors.session.event_log import EventLog
 from vani.actors.store.base import SessionStore, StoreError
 from vani.actors.store.record import RecordError, SessionRecord
 
 log = logging.getLogger("vani.store")
 
 FLUSH_EVERY_S = 0.2
+LOG_EVERY_S = 1.0  # event log lines are many and small: fewer, larger appends
 TOUCH_EVERY_S = 30.0
 RETRY_MAX_S = 5.0
 # A record outlives its session's TTL by this much, so a host that crashed just before a touch is covered.
@@ -39,26 +44,43 @@ class Checkpointer:
         live: Callable[[], list[str]],
         on_error: Callable[[str], None] = lambda op: None,
         on_written: Callable[[int, int], None] = lambda n, size: None,
+        log_keep: int = 0,
     ) -> None:
         self.store = store
         self.keep_s = ttl_s + EXPIRY_MARGIN_S
         self._live = live  # the session ids this host holds now (touched)
         self._on_error, self._on_written = on_error, on_written
         self.pending: dict[str, Build | None] = {}
+        self.log_keep = log_keep  # 0: event logs are not stored
+        self.logs: dict[str, EventLog] = {}
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # one batch at a time: an older batch never lands after a newer one
         self.failing = False  # in an outage now (for status and the log line)
-        self.writes = self.errors = self.bytes = 0
+        self.writes = self.errors = self.bytes = self.log_lines = 0
 
     # ------------------------------------------------------------------ from sessions (never await)
-    def save(self, session_id: str, build: Build) -> None:
-        """Write the session's state (``build()`` at the next flush)."""
+    def save(self, session_id: str, build: Build, events: EventLog | None = None) -> None:
+        """Write the session's state (``build()`` at the next flush), and from now on its event log."""
         self.pending[session_id] = build
+        if events is not None and events.enabled and self.log_keep > 0:
+            self.logs[session_id] = events
 
     def forget(self, session_id: str) -> None:
-        """The session ended for good (close or TTL): its record goes too."""
+        """The session ended for good (close or TTL): its record and its log go too."""
         self.pending[session_id] = _DELETE
+        self.logs.pop(session_id, None)
         self._wake.set()
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "kind": self.store.kind,
+            "failing": self.failing,
+            "writes": self.writes,
+            "bytes": self.bytes,
+            "errors": self.errors,
+            "pending": len(self.pending),
+            "log_lines": self.log_lines,
+        }
 
     # ------------------------------------------------------------------ reads
     async def load(self, session_id: str) -> SessionRecord | None:
@@ -78,20 +100,57 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ the writer task
     async def run(self) -> None:
-        delay, last_touch = FLUSH_EVERY_S, time.monotonic()
+        delay, last_touch, last_logs = FLUSH_EVERY_S, time.monotonic(), time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
-            ok = await self.flush()
+            logs = time.monotonic() - last_logs >= LOG_EVERY_S
+            try:
+                ok = await self.flush(logs)
+            except Exception:  # a bug must not end the writer: every later checkpoint would be lost with it
+                log.exception("checkpoint writer")
+                ok = False
+            if logs and ok:
+                last_logs = time.monotonic()
             if ok and time.monotonic() - last_touch >= TOUCH_EVERY_S:
                 ok = await self._touch()
                 last_touch = time.monotonic()
             delay = FLUSH_EVERY_S if ok else min(RETRY_MAX_S, delay * 2)
 
-    async def flush(self) -> bool:
+    async def flush(self, logs: bool = True) -> bool:
         async with self._flushing:
-            return await self._flush()
+            ok = await self._flush()
+            return await self._append_logs() if ok and logs else ok
+
+    async def _append_logs(self) -> bool:
+        batch: dict[str, list[str]] = {}
+        marks: dict[str, tuple[EventLog, int]] = {}
+        for sid, events in self.logs.items():
+            lines, mark = events.unwritten()
+            if lines:
+                batch[sid], marks[sid] = lines, (events, mark)
+        if not batch:
+            return True
+        try:
+            await self.store.append_logs(batch, self.log_keep, time.time() + self.keep_s)
+        except StoreError as exc:
+            self._failed("log", exc)  # the lines stay unwritten in their rings: the next append takes them
+            return False
+        for events, mark in marks.values():
+            events.stored(mark)
+        size = sum(len(x) + 1 for lines in batch.values() for x in lines)
+        self.bytes += size
+        self.log_lines += sum(len(lines) for lines in batch.values())
+        self._on_written(0, size)
+        self._recovered()
+        return True
+
+    async def read_log(self, session_id: str) -> list[str]:
+        """The session's stored event log (its runs), with this host's unwritten lines appended."""
+        lines = await self.store.read_log(session_id)
+        events = self.logs.get(session_id)
+        return lines + (events.unwritten()[0] if events is not None else [])
 
     async def _flush(self) -> bool:
         if not self.pending:

@@ -6,14 +6,20 @@ each with the session clock's time when the engine saw it. Outputs (what a repla
 the engine queued for its client, control lane and audio frames (their header and length), at queue time.
 
 Cheap on the hot path: an entry is one tuple appended to a bounded ring (``deque(maxlen=...)``); JSON is
-written only when someone reads the log (``vani sessions export``). When the ring wraps, the oldest entries
-go and the log says so in its header (``dropped``): ``vani replay`` refuses a log that lost its start.
+written off the decide loop's path, when the host's checkpoint writer takes the new entries for the session
+store (``unwritten``, in batches) or someone exports the log. When the ring wraps, the oldest entries go and
+the log says so in its header (``dropped``): ``vani replay`` refuses a log that lost its start.
+
+In the store a session's log is a list of *runs*: each life of the session on a host (the first, and one
+per recovery after a crash) starts with its own header line. A host that dies takes only the entries of its
+last ``FLUSH`` interval with it.
 The format is documented in docs/event-log.md; ``actors/replay/`` reads it.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections import deque
 from collections.abc import Iterator
@@ -60,6 +66,7 @@ class EventLog:
         self.header: dict[str, Any] = {}
         self._ring: deque[tuple[int, float, str, Any]] = deque(maxlen=max(1, max_entries))
         self._seq = 0
+        self._stored = -1  # entries below this seq are in the store; -1: not even the run's header
 
     def begin(self, **header: Any) -> None:
         """What a replay needs besides the entries: the engine's mode and settings."""
@@ -102,11 +109,49 @@ class EventLog:
         head = {"format": FORMAT, "version": VERSION, **self.header, "entries": len(self._ring)}
         head["dropped"] = self.dropped
         yield json.dumps(head, separators=(",", ":"))
-        for seq, t, kind, data in list(self._ring):
-            entry = {"i": seq, "t": round(t, 6), "k": kind, **expand(kind, data)}
-            if kind in (OUT, SESSION) and "msg" in data:  # the message itself, not a string of JSON inside JSON
-                entry["msg"] = json.loads(data["msg"])
-            yield json.dumps(entry, separators=(",", ":"), default=str)
+        for entry in list(self._ring):
+            yield line(*entry)
+
+    # ---------------------------------------------------------------- the session store (checkpoints.py)
+    def unwritten(self) -> tuple[list[str], int]:
+        """The lines not yet in the store, and the mark to pass to ``stored`` once they are.
+
+        The run's header comes first (without an entry count: the run is not over). Entries the ring let go
+        before they were written are noted in their place, so the stored run says it lost them."""
+        if not self.enabled or self._stored == self._seq:
+            return [], self._seq
+        out = []
+        if self._stored < 0:
+            out.append(
+                json.dumps(
+                    {"format": FORMAT, "version": VERSION, "run": True, **self.header},
+                    separators=(",", ":"),
+                    default=str,
+                )
+            )
+        first = max(self._stored, 0)
+        ring = self._ring
+        lost = (self._seq - len(ring)) - first
+        if lost > 0:
+            out.append(json.dumps({"i": first, "t": 0.0, "k": SESSION, "lost": lost}))
+        skip = max(0, len(ring) - (self._seq - first))
+        out.extend(line(*entry) for entry in itertools.islice(ring, skip, None))
+        return out, self._seq
+
+    def stored(self, mark: int) -> None:
+        self._stored = max(self._stored, mark)
+
+
+def line(seq: int, t: float, kind: str, data: Any) -> str:
+    """One entry as a JSON line. Frames and audio outputs, most of a log, are formatted directly."""
+    if kind == FRAME and isinstance(data, int):
+        return f'{{"i":{seq},"t":{t:.6f},"k":"frame","n":{data}}}'
+    if kind == AUDIO:
+        return f'{{"i":{seq},"t":{t:.6f},"k":"audio","n":{data[0]},"head":"{data[1].hex()}"}}'
+    entry = {"i": seq, "t": round(t, 6), "k": kind, **expand(kind, data)}
+    if kind in (OUT, SESSION) and "msg" in data:  # the message itself, not a string of JSON inside JSON
+        entry["msg"] = json.loads(data["msg"])
+    return json.dumps(entry, separators=(",", ":"), default=str)
 
 
 def expand(kind: str, data: Any) -> dict[str, Any]:

@@ -120,17 +120,21 @@ class SessionHost:
             live=lambda: list(self.sessions),
             on_error=lambda op: self._metrics.store_errors.inc(tags={**tags, "op": op}),
             on_written=lambda n, size: (
-                self._metrics.store_writes.inc(n, tags=tags),
+                self._metrics.store_writes.inc(n, tags=tags) if n else None,  # Ray's counters take > 0 only
                 self._metrics.store_bytes.inc(size, tags=tags),
             ),
+            log_keep=s.event_log_entries if s.event_log_store else 0,
         )
         self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoints.run(), name="checkpoints")
 
     async def session_ids(self) -> list[str]:
         return list(self.sessions)
 
-    async def event_log(self, session_id: str) -> list[str] | None:
-        """A live (or suspended) session's event log as JSON lines, for ``vani sessions export``."""
+    async def event_log(self, session_id: str, stored: bool = False) -> list[str] | None:
+        """For ``vani sessions export``: a live (or suspended) session's event log as JSON lines, or with
+        ``stored`` its runs in the session store (also a session whose host died); None: there is none."""
+        if stored:
+            return None if self._checkpoints is None else (await self._checkpoints.read_log(session_id)) or None
         s = self.sessions.get(session_id)
         return None if s is None else list(s.events.lines())
 
@@ -141,16 +145,7 @@ class SessionHost:
             "node_id": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),
             "sessions": [s.snapshot() for s in self.sessions.values()],
-            "store": None
-            if self._checkpoints is None
-            else {
-                "kind": self._checkpoints.store.kind,
-                "failing": self._checkpoints.failing,
-                "writes": self._checkpoints.writes,
-                "bytes": self._checkpoints.bytes,
-                "errors": self._checkpoints.errors,
-                "pending": len(self._checkpoints.pending),
-            },
+            "store": None if self._checkpoints is None else self._checkpoints.stats(),
         }
 
     async def shutdown(self) -> None:
@@ -273,7 +268,7 @@ class SessionHost:
     def _hooks(self, request: SessionRequest) -> Hooks:
         def checkpoint(session: Session) -> None:
             if self._checkpoints is not None:
-                self._checkpoints.save(session.session_id, lambda: self._record(session, request))
+                self._checkpoints.save(session.session_id, lambda: self._record(session, request), session.events)
 
         return Hooks(on_closed=self._session_closed, on_drop=self._session_dropped, on_checkpoint=checkpoint)
 

@@ -38,4 +38,4 @@ def open_store(setting: str, directory: str, app: str, node_id: str) -> SessionS
         return SqliteStore(os.path.join(directory or default_dir(), f"{app}-{node_id[:16]}.sqlite3"))
     from vani.actors.store.redis_store import RedisStore
 
-    return RedisStore(setting, prefix=f"vani:{app}:session:")
+    return RedisStore(setting, prefix=f"vani:{app}:session:", log_prefix=f"vani:{app}:log:")

@@ -1,7 +1,8 @@
 """Sessions' durable state in Redis, shared by every node: a session whose node is gone comes back elsewhere.
 
-One key per session (``vani:<app>:session:<id>``) holding its JSON record, with Redis's own expiry. Writes of
-one flush go in one pipeline. The client (redis-py's asyncio client) reconnects by itself; a call that fails
+One key per session (``vani:<app>:session:<id>``) holding its JSON record, and one list per session
+(``vani:<app>:log:<id>``) holding its event log's lines, both with Redis's own expiry. Writes of one flush go
+in one pipeline. The client (redis-py's asyncio client) reconnects by itself; a call that fails
 raises ``StoreError`` and the checkpointer retries it later.
 """
 
@@ -20,8 +21,8 @@ from vani.cluster.config import redacted
 class RedisStore:
     kind = "redis"
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self.prefix = prefix
+    def __init__(self, url: str, prefix: str, log_prefix: str) -> None:
+        self.prefix, self.log_prefix = prefix, log_prefix
         self._where = redacted(url)
         # Short timeouts: a store outage must be noticed and retried, never wait on a session's behalf.
         self._r = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
@@ -49,7 +50,7 @@ class RedisStore:
 
     async def delete_many(self, session_ids: list[str]) -> None:
         try:
-            await self._r.delete(*(self.prefix + s for s in session_ids))
+            await self._r.delete(*(self.prefix + s for s in session_ids), *(self.log_prefix + s for s in session_ids))
         except (RedisError, OSError) as exc:
             raise StoreError(f"redis {self._where}: {exc}") from exc
 
@@ -59,9 +60,30 @@ class RedisStore:
             async with self._r.pipeline(transaction=False) as pipe:
                 for sid in session_ids:
                     pipe.expire(self.prefix + sid, ttl)
+                    pipe.expire(self.log_prefix + sid, ttl)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise StoreError(f"redis {self._where}: {exc}") from exc
+
+    async def append_logs(self, lines: dict[str, list[str]], keep: int, expires_at: float) -> None:
+        ttl = self._ttl(expires_at)
+        try:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for sid, new in lines.items():
+                    key = self.log_prefix + sid
+                    pipe.rpush(key, *new)
+                    pipe.ltrim(key, -keep, -1)
+                    pipe.expire(key, ttl)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"redis {self._where}: {exc}") from exc
+
+    async def read_log(self, session_id: str) -> list[str]:
+        try:
+            raw = await self._r.lrange(self.log_prefix + session_id, 0, -1)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"redis {self._where}: {exc}") from exc
+        return [line.decode() for line in raw]
 
     async def close(self) -> None:
         await self._r.aclose()

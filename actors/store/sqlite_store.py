@@ -18,7 +18,12 @@ from typing import Any
 
 from vani.actors.store.base import StoreError
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires REAL NOT NULL)"
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires REAL NOT NULL)",
+    # Event log lines, in rowid order per session.
+    "CREATE TABLE IF NOT EXISTS event_log (id TEXT NOT NULL, line TEXT NOT NULL, expires REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS event_log_id ON event_log (id)",
+)
 
 
 def private_dir(directory: str) -> None:
@@ -46,7 +51,8 @@ class SqliteStore:
             db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash; a power cut may lose the last
-            db.execute(SCHEMA)
+            for statement in SCHEMA:
+                db.execute(statement)
             self._db = db
         return self._db
 
@@ -69,6 +75,7 @@ class SqliteStore:
             )
             # Records of sessions that crashed and never came back: gone once expired.
             db.execute("DELETE FROM sessions WHERE expires < ?", (time.time(),))
+            db.execute("DELETE FROM event_log WHERE expires < ?", (time.time(),))
 
     def _get(self, session_id: str) -> str | None:
         row = (
@@ -83,12 +90,34 @@ class SqliteStore:
         with db:
             db.execute("BEGIN")
             db.executemany("DELETE FROM sessions WHERE id = ?", [(s,) for s in session_ids])
+            db.executemany("DELETE FROM event_log WHERE id = ?", [(s,) for s in session_ids])
 
     def _touch(self, session_ids: list[str], expires_at: float) -> None:
         db = self._conn()
         with db:
             db.execute("BEGIN")
             db.executemany("UPDATE sessions SET expires = ? WHERE id = ?", [(expires_at, s) for s in session_ids])
+            db.executemany("UPDATE event_log SET expires = ? WHERE id = ?", [(expires_at, s) for s in session_ids])
+
+    def _append(self, lines: dict[str, list[str]], keep: int, expires_at: float) -> None:
+        db = self._conn()
+        with db:
+            db.execute("BEGIN")
+            for sid, new in lines.items():
+                db.executemany(
+                    "INSERT INTO event_log (id, line, expires) VALUES (?, ?, ?)", [(sid, x, expires_at) for x in new]
+                )
+                db.execute(
+                    "DELETE FROM event_log WHERE id = ? AND rowid <= "
+                    "(SELECT rowid FROM event_log WHERE id = ? ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
+                    (sid, sid, keep),
+                )
+
+    def _read_log(self, session_id: str) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT line FROM event_log WHERE id = ? AND expires >= ? ORDER BY rowid", (session_id, time.time())
+        )
+        return [row[0] for row in rows]
 
     async def put_many(self, records: dict[str, str], expires_at: float) -> None:
         await self._run(self._put, records, expires_at)
@@ -101,6 +130,12 @@ class SqliteStore:
 
     async def touch_many(self, session_ids: list[str], expires_at: float) -> None:
         await self._run(self._touch, session_ids, expires_at)
+
+    async def append_logs(self, lines: dict[str, list[str]], keep: int, expires_at: float) -> None:
+        await self._run(self._append, lines, keep, expires_at)
+
+    async def read_log(self, session_id: str) -> list[str]:
+        return await self._run(self._read_log, session_id)
 
     async def close(self) -> None:
         def _close() -> None:
