@@ -24,7 +24,17 @@ from vani.actors.replay import compare, driver, log_file
 from vani.actors.session.checkpoints import Checkpointer
 from vani.actors.session.session import Hooks, Session
 from vani.actors.store.sqlite_store import SqliteStore
-from vani.adapters.base import LlmToken, LlmToolCall, SttOptions, ToolCall, TtsOptions, TurnEvent, TurnEventType
+from vani.adapters.base import (
+    AudioFormat,
+    LlmToken,
+    LlmToolCall,
+    SttOptions,
+    ToolCall,
+    TtsChunk,
+    TtsOptions,
+    TurnEvent,
+    TurnEventType,
+)
 from vani.adapters.factory import Providers
 from vani.cluster.config import SessionLimits, Settings
 
@@ -63,15 +73,16 @@ class Link:
 class Recorder:
     """A live session on a manual clock: audio frames through the session, STT events scripted."""
 
-    def __init__(self, replies: list[Any], **settings: Any) -> None:
+    def __init__(self, replies: list[Any], tts: Any = None, **settings: Any) -> None:
         self.settings = Settings.load(env={}, agent_tool="clock", **settings)
+        tts = tts or ScriptedTts()
         self.clock = ManualClock()
         self.stt = ScriptedStt()
         self.seq = -1  # the gateway numbers frames from 0
 
         def build(io: Any) -> AgentEngine:
             io.events.begin(session_id=io.session_id, mode="agent", settings=self.settings.public())
-            providers = Providers(self.stt, SttOptions(), ToolLlm(replies), ScriptedTts(), TtsOptions())
+            providers = Providers(self.stt, SttOptions(), ToolLlm(replies), tts, TtsOptions())
             return AgentEngine(io, self.settings, recording(providers, io.events))
 
         limits = SessionLimits.from_settings(self.settings)
@@ -311,3 +322,60 @@ async def test_a_cut_run_is_checked_up_to_where_its_log_ends(recorded: Recorder)
     edited = [*kept[:first_text], kept[first_text].replace('"text":"', '"text":"Not '), *kept[first_text + 1 :]]
     wrong = log_file.parse([json.dumps(json.loads(lines[0]) | {"entries": len(kept)}), *edited])
     assert edited != kept and compare.first_divergence(wrong.outputs(), replayed, cut=True) is not None
+
+
+class Mp3Tts:
+    """Real MP3 (PyAV's encoder), 0.3 s per word, handed over in pieces that split its frames anywhere:
+    the reply paces it by its own frame headers (actors/agent/audio_duration.py)."""
+
+    name = "mp3-tts"
+
+    async def synthesize(self, text: str, options: TtsOptions) -> AsyncIterator[TtsChunk]:
+        mp3 = encode_mp3(0.3 * len(text.split()))
+        for i in range(0, len(mp3), 700):
+            yield TtsChunk(mp3[i : i + 700], AudioFormat("mp3", 24000))
+
+
+def encode_mp3(seconds: float, rate: int = 24000) -> bytes:
+    import io
+
+    import av
+    import numpy as np
+
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp3") as container:
+        stream = container.add_stream("mp3", rate=rate, layout="mono")
+        t = np.arange(int(seconds * rate)) / rate
+        pcm = (np.sin(2 * np.pi * 220 * t) * 8000).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return out.getvalue()
+
+
+async def test_a_session_with_compressed_tts_replays_to_the_same_outputs():
+    """MP3 TTS is logged with its bytes (a replay needs them: the reply's pacing and the heard text come
+    from its frames); a turn and a barge-in mid-reply replay to the same outputs, audio frames included."""
+    rec = Recorder(["It is noon, and the sun is high up in the sky today.", "Sure."], tts=Mp3Tts())
+    await rec.start()
+    await rec.say(TurnEventType.START_OF_TURN)
+    await rec.talk(0.4)
+    await rec.say(TurnEventType.END_OF_TURN, "what time is it", 0.0, 0.4)
+    await rec.talk(1.5)  # the reply is speaking
+    await rec.say(TurnEventType.START_OF_TURN, "", 1.9, 1.9)
+    await rec.talk(0.3)
+    await rec.say(TurnEventType.END_OF_TURN, "stop please", 1.9, 2.2)
+    await rec.talk(1.0)
+    log = rec.log()
+    tts = [e for e in log.entries if e["k"] == "tts" and "n" in e]
+    assert tts and all(e["format"]["encoding"] == "mp3" and "audio" in e for e in tts)
+    script = [compare.line(e) for e in log.outputs() if e["k"] == "out"]
+    assert any('"event":"BARGE_IN"' in s for s in script), script
+    assert sum(e["k"] == "audio" for e in log.outputs()) > 5
+    replayed = await driver.run(log)
+    found = compare.first_divergence(log.outputs(), replayed)
+    assert found is None, f"{found.stream} at {found.index}:\n{found.logged}\n{found.replayed}" if found else ""
+    await rec.close()

@@ -89,15 +89,15 @@ class RecordingTts(_Recording):
     async def synthesize(self, text: str, options: TtsOptions) -> AsyncIterator[TtsChunk]:
         r = self.requests = self.requests + 1
         self.events.add(TTS_REQUEST, {"r": r, "text": text})
-        # Compressed or containered audio is paced by what it holds: keep it. PCM: its length says it all.
-        keep = self.events.record_audio or options.encoding != "linear16" or options.container != "none"
         try:
             async for chunk in self.inner.synthesize(text, options):
                 fmt = self._formats.get(chunk.format)
                 if fmt is None:
                     fmt = self._formats[chunk.format] = dataclasses.asdict(chunk.format)
                 entry: dict[str, Any] = {"r": r, "n": len(chunk.audio), "format": fmt}
-                if keep:
+                # Compressed or containered audio is paced by what it holds: keep it (judged by what the
+                # chunk is, not what was asked for). PCM: its length says it all.
+                if self.events.record_audio or chunk.format.encoding != "linear16" or chunk.format.container != "none":
                     entry["audio"] = b64(chunk.audio)
                 self.events.add(TTS, entry)
                 yield chunk
