@@ -169,8 +169,8 @@ class Settings:
     # An inbound audio frame is one entry, an outbound one too; about 200 bytes an entry (4 MB at most).
     event_log_entries: int = 20000
     record_audio: bool = False  # also keep the inbound PCM in the event log (a replay then has the audio)
-    # Append the event log to the session store too (when there is one), keeping as many lines: a crashed
-    # host's sessions keep their logs. Each entry is about 60 bytes (with record_audio, 1 kB per frame).
+    # Append the event log to the session store too (when there is one), every second, keeping about as many
+    # lines: a crashed host's sessions keep their logs. A line is ~60 bytes (with record_audio, 1 kB a frame).
     event_log_store: bool = True
 
     @staticmethod

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from vani.actors.clock import ManualClock, settle_loop
 from vani.actors.replay import compare, driver, log_file
 from vani.actors.session.checkpoints import Checkpointer
 from vani.actors.session.session import Hooks, Session
+from vani.actors.store.record import SessionRecord, token_digest
 from vani.actors.store.sqlite_store import SqliteStore
 from vani.adapters.base import (
     AudioFormat,
@@ -264,8 +266,8 @@ async def test_the_stored_log_holds_the_same_entries_and_replays(tmp_path):
     checkpoints = Checkpointer(store, ttl_s=60.0, live=lambda: [], log_keep=100_000)
     rec = Recorder(["It is noon.", "Sure."])
     await rec.start()
-    checkpoints.save("rec-1", lambda: None, rec.session.events)  # type: ignore[arg-type,return-value]
-    checkpoints.pending.clear()  # only the log is under test here
+    stub = SessionRecord("rec-1", token_digest("t"), "agent", {}, {}, {}, time.time())  # the log lives with it
+    checkpoints.save("rec-1", lambda: stub, rec.session.events)
     await rec.say(TurnEventType.START_OF_TURN)
     await rec.talk(0.4)
     assert await checkpoints.flush()  # a first batch: the run's header and what came so far

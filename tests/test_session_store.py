@@ -18,7 +18,7 @@ from vani.actors.store.base import StoreError
 from vani.actors.store.open_store import open_store
 from vani.actors.store.record import VERSION, RecordError, SessionRecord, token_digest
 from vani.actors.store.redis_store import RedisStore
-from vani.actors.store.sqlite_store import SqliteStore
+from vani.actors.store.sqlite_store import TRIM_EVERY, SqliteStore
 from vani.cluster.config import Settings
 
 
@@ -71,19 +71,25 @@ async def test_records_round_trip_and_expire(store):
 
 
 async def test_event_logs_append_trim_expire_and_go_with_the_record(store):
-    """A session's stored event log (actors/session/event_log.py): appended in order, its last ``keep`` lines
-    kept, touched and deleted with the session's record, and gone after its expiry like the record."""
-    await store.append_logs({"a": ["h", "1", "2"], "b": ["h"]}, keep=5, expires_at=time.time() + 60)
-    await store.append_logs({"a": ["3", "4", "5"]}, keep=5, expires_at=time.time() + 60)
-    assert await store.read_log("a") == ["1", "2", "3", "4", "5"]  # the oldest went
+    """A session's stored event log (actors/session/event_log.py): chunks of lines appended in order, about
+    its last ``keep`` chunks kept, and living as long as its session's record: touched, deleted and expired
+    with it."""
+    soon, later = time.time() + 2.0, time.time() + 60
+    await store.put_many({s: record(s).dumps() for s in "abcd"}, later)
+    await store.append_logs({"a": "h\n1", "b": "h"}, keep=5, expires_at=later)
+    for n in range(2, 13):
+        await store.append_logs({"a": str(n)}, keep=5, expires_at=later)
+    kept = await store.read_log("a")
+    # SQLite trims every TRIM_EVERY writes, Redis at each: the newest are all there, the oldest went
+    assert kept == [str(n) for n in range(13 - len(kept), 13)] and 5 <= len(kept) < 5 + TRIM_EVERY
     assert await store.read_log("b") == ["h"] and await store.read_log("none") == []
-    await store.put_many({"a": record("a").dumps()}, time.time() + 60)
     await store.delete_many(["a"])
     assert await store.read_log("a") == [] and await store.read_log("b") == ["h"]
-    await store.append_logs({"c": ["x"], "d": ["y"]}, keep=5, expires_at=time.time() + 2.0)
-    await store.touch_many(["c"], time.time() + 60)
+    await store.put_many({"c": record("c").dumps(), "d": record("d").dumps()}, soon)
+    await store.append_logs({"c": "x", "d": "y"}, keep=5, expires_at=soon)
+    await store.touch_many(["c"], later)
     await asyncio.sleep(2.5)
-    await store.put_many({"e": record("e").dumps()}, time.time() + 60)  # SQLite drops expired rows on a write
+    await store.put_many({"e": record("e").dumps()}, later)  # SQLite drops expired rows on a write
     assert await store.read_log("c") == ["x"] and await store.read_log("d") == []
 
 

@@ -8,7 +8,9 @@ pending (a newer mark replaces it), the failure is counted and logged once per o
 in memory, and the writes go out when the store is back.
 
 It also appends each session's event log (``event_log.EventLog.unwritten``) to the store every
-``LOG_EVERY_S``, keeping the last ``log_keep`` lines per session; a log waits in its ring through an outage.
+``LOG_EVERY_S``: one chunk (the new lines joined) per session, so a store's cost is per write, not per line
+(one line per 20 ms frame is ~60 lines a second). The store keeps a session's last ``log_keep //
+LINES_PER_WRITE`` writes, about as many lines as the ring; a log waits in its ring through an outage.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ log = logging.getLogger("vani.store")
 
 FLUSH_EVERY_S = 0.2
 LOG_EVERY_S = 1.0  # event log lines are many and small: fewer, larger appends
+LINES_PER_WRITE = 50  # about a second of a session's log (50 inbound frames, outbound audio, events)
 TOUCH_EVERY_S = 30.0
 RETRY_MAX_S = 5.0
 # A record outlives its session's TTL by this much, so a host that crashed just before a touch is covered.
@@ -124,24 +127,27 @@ class Checkpointer:
             return await self._append_logs() if ok and logs else ok
 
     async def _append_logs(self) -> bool:
-        batch: dict[str, list[str]] = {}
+        batch: dict[str, str] = {}
         marks: dict[str, tuple[EventLog, int]] = {}
+        lines = 0
         for sid, events in self.logs.items():
-            lines, mark = events.unwritten()
-            if lines:
-                batch[sid], marks[sid] = lines, (events, mark)
+            new, mark = events.unwritten()
+            if new:
+                batch[sid], marks[sid] = "\n".join(new), (events, mark)
+                lines += len(new)
         if not batch:
             return True
+        keep = max(1, self.log_keep // LINES_PER_WRITE)
         try:
-            await self.store.append_logs(batch, self.log_keep, time.time() + self.keep_s)
+            await self.store.append_logs(batch, keep, time.time() + self.keep_s)
         except StoreError as exc:
             self._failed("log", exc)  # the lines stay unwritten in their rings: the next append takes them
             return False
         for events, mark in marks.values():
             events.stored(mark)
-        size = sum(len(x) + 1 for lines in batch.values() for x in lines)
+        size = sum(len(chunk) for chunk in batch.values())
         self.bytes += size
-        self.log_lines += sum(len(lines) for lines in batch.values())
+        self.log_lines += lines
         self._on_written(0, size)
         self._recovered()
         return True

@@ -24,8 +24,9 @@ class SessionStore(Protocol):
         """Drop each session's record and its stored event log."""
         ...
 
-    async def append_logs(self, lines: dict[str, list[str]], keep: int, expires_at: float) -> None:
-        """Append to each session's stored event log, keeping its last ``keep`` lines."""
+    async def append_logs(self, chunks: dict[str, str], keep: int, expires_at: float) -> None:
+        """Append a chunk (lines joined by newlines) to each session's stored event log, keeping about its
+        last ``keep`` chunks; the log lives as long as the session's record."""
         ...
 
     async def read_log(self, session_id: str) -> list[str]:

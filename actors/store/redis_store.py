@@ -1,9 +1,9 @@
 """Sessions' durable state in Redis, shared by every node: a session whose node is gone comes back elsewhere.
 
 One key per session (``vani:<app>:session:<id>``) holding its JSON record, and one list per session
-(``vani:<app>:log:<id>``) holding its event log's lines, both with Redis's own expiry. Writes of one flush go
-in one pipeline. The client (redis-py's asyncio client) reconnects by itself; a call that fails
-raises ``StoreError`` and the checkpointer retries it later.
+(``vani:<app>:log:<id>``) holding its event log's writes (a chunk of lines each), both with Redis's own
+expiry. Writes of one flush go in one pipeline. The client (redis-py's asyncio client) reconnects by
+itself; a call that fails raises ``StoreError`` and the checkpointer retries it later.
 """
 
 from __future__ import annotations
@@ -65,13 +65,13 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise StoreError(f"redis {self._where}: {exc}") from exc
 
-    async def append_logs(self, lines: dict[str, list[str]], keep: int, expires_at: float) -> None:
+    async def append_logs(self, chunks: dict[str, str], keep: int, expires_at: float) -> None:
         ttl = self._ttl(expires_at)
         try:
             async with self._r.pipeline(transaction=False) as pipe:
-                for sid, new in lines.items():
+                for sid, chunk in chunks.items():
                     key = self.log_prefix + sid
-                    pipe.rpush(key, *new)
+                    pipe.rpush(key, chunk)
                     pipe.ltrim(key, -keep, -1)
                     pipe.expire(key, ttl)
                 await pipe.execute()
@@ -83,7 +83,7 @@ class RedisStore:
             raw = await self._r.lrange(self.log_prefix + session_id, 0, -1)
         except (RedisError, OSError) as exc:
             raise StoreError(f"redis {self._where}: {exc}") from exc
-        return [line.decode() for line in raw]
+        return [line for chunk in raw for line in chunk.decode().split("\n")]
 
     async def close(self) -> None:
         await self._r.aclose()

@@ -18,10 +18,12 @@ from typing import Any
 
 from vani.actors.store.base import StoreError
 
+TRIM_EVERY = 10
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, record TEXT NOT NULL, expires REAL NOT NULL)",
-    # Event log lines, in rowid order per session.
-    "CREATE TABLE IF NOT EXISTS event_log (id TEXT NOT NULL, line TEXT NOT NULL, expires REAL NOT NULL)",
+    # Event log writes (a chunk of lines each), in rowid order per session; they live as long as the session's
+    # record (deleted with it, expired with it).
+    "CREATE TABLE IF NOT EXISTS event_log (id TEXT NOT NULL, chunk TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS event_log_id ON event_log (id)",
 )
 
@@ -40,6 +42,7 @@ class SqliteStore:
         self.path = path
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vani-sqlite")
         self._db: sqlite3.Connection | None = None
+        self._writes: dict[str, int] = {}  # event log writes per session (used on the store's one thread only)
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -73,9 +76,9 @@ class SqliteStore:
                 "ON CONFLICT(id) DO UPDATE SET record = excluded.record, expires = excluded.expires",
                 [(sid, rec, expires_at) for sid, rec in records.items()],
             )
-            # Records of sessions that crashed and never came back: gone once expired.
-            db.execute("DELETE FROM sessions WHERE expires < ?", (time.time(),))
-            db.execute("DELETE FROM event_log WHERE expires < ?", (time.time(),))
+            # Records of sessions that crashed and never came back: gone once expired, and their logs.
+            if db.execute("DELETE FROM sessions WHERE expires < ?", (time.time(),)).rowcount:
+                db.execute("DELETE FROM event_log WHERE id NOT IN (SELECT id FROM sessions)")
 
     def _get(self, session_id: str) -> str | None:
         row = (
@@ -91,33 +94,37 @@ class SqliteStore:
             db.execute("BEGIN")
             db.executemany("DELETE FROM sessions WHERE id = ?", [(s,) for s in session_ids])
             db.executemany("DELETE FROM event_log WHERE id = ?", [(s,) for s in session_ids])
+            for sid in session_ids:
+                self._writes.pop(sid, None)
 
     def _touch(self, session_ids: list[str], expires_at: float) -> None:
         db = self._conn()
         with db:
             db.execute("BEGIN")
             db.executemany("UPDATE sessions SET expires = ? WHERE id = ?", [(expires_at, s) for s in session_ids])
-            db.executemany("UPDATE event_log SET expires = ? WHERE id = ?", [(expires_at, s) for s in session_ids])
 
-    def _append(self, lines: dict[str, list[str]], keep: int, expires_at: float) -> None:
+    def _append(self, chunks: dict[str, str], keep: int) -> None:
         db = self._conn()
         with db:
             db.execute("BEGIN")
-            for sid, new in lines.items():
-                db.executemany(
-                    "INSERT INTO event_log (id, line, expires) VALUES (?, ?, ?)", [(sid, x, expires_at) for x in new]
-                )
-                db.execute(
-                    "DELETE FROM event_log WHERE id = ? AND rowid <= "
-                    "(SELECT rowid FROM event_log WHERE id = ? ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
-                    (sid, sid, keep),
-                )
+            db.executemany("INSERT INTO event_log (id, chunk) VALUES (?, ?)", list(chunks.items()))
+            for sid in chunks:
+                # Trimmed every TRIM_EVERY writes of a session, not each: the query walks its last ``keep``.
+                self._writes[sid] = n = self._writes.get(sid, 0) + 1
+                if n % TRIM_EVERY == 0:
+                    db.execute(
+                        "DELETE FROM event_log WHERE id = ? AND rowid <= "
+                        "(SELECT rowid FROM event_log WHERE id = ? ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
+                        (sid, sid, keep),
+                    )
 
     def _read_log(self, session_id: str) -> list[str]:
         rows = self._conn().execute(
-            "SELECT line FROM event_log WHERE id = ? AND expires >= ? ORDER BY rowid", (session_id, time.time())
+            "SELECT chunk FROM event_log WHERE id = ? AND EXISTS "
+            "(SELECT 1 FROM sessions WHERE id = ? AND expires >= ?) ORDER BY rowid",
+            (session_id, session_id, time.time()),
         )
-        return [row[0] for row in rows]
+        return [line for (chunk,) in rows for line in chunk.split("\n")]
 
     async def put_many(self, records: dict[str, str], expires_at: float) -> None:
         await self._run(self._put, records, expires_at)
@@ -131,8 +138,8 @@ class SqliteStore:
     async def touch_many(self, session_ids: list[str], expires_at: float) -> None:
         await self._run(self._touch, session_ids, expires_at)
 
-    async def append_logs(self, lines: dict[str, list[str]], keep: int, expires_at: float) -> None:
-        await self._run(self._append, lines, keep, expires_at)
+    async def append_logs(self, chunks: dict[str, str], keep: int, expires_at: float) -> None:
+        await self._run(self._append, chunks, keep)
 
     async def read_log(self, session_id: str) -> list[str]:
         return await self._run(self._read_log, session_id)
