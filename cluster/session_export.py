@@ -31,8 +31,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         where = None if args.stored else ray.get(registry.where.remote(args.session_id))
         lines = None
         if where is not None:
-            host = ray.get_actor(where["host"], namespace=args.namespace)
-            lines = ray.get(host.event_log.remote(args.session_id))
+            try:
+                host = ray.get_actor(where["host"], namespace=args.namespace)
+                lines = ray.get(host.event_log.remote(args.session_id), timeout=60)
+            except Exception:  # the host just died (or is restarting): its sessions' logs are in the store
+                lines = None
         if lines is None:
             lines = from_store(registry, args)
         if lines is None:

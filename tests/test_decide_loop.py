@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -446,3 +447,58 @@ async def test_pending_text_reaches_the_client_before_an_interrupted_turns_summa
     kinds = [m["type"] for m in h.sent]
     assert "".join(m["text"] for m in h.of("assistant.text")) == reply
     assert kinds.index("assistant.message") > max(i for i, k in enumerate(kinds) if k == "assistant.text")
+
+
+class LateClock(ManualClock):
+    """A stalled event loop: every timer fires ``late`` seconds after it is due (sleeps are not late, so
+    the paced LLM's tokens come at the same times)."""
+
+    late = 0.0
+    current: LateClock | None = None  # the newest (the harness's Io makes one)
+
+    def __init__(self, start: float = 1000.0) -> None:
+        super().__init__(start)
+        LateClock.current = self
+
+    def call_later(self, delay: float, fn: Any, *args: Any) -> Any:
+        return super().call_later(delay + self.late, fn, *args)
+
+    async def sleep(self, seconds: float) -> None:
+        woke = asyncio.get_running_loop().create_future()
+        timer = super().call_later(seconds, lambda: woke.done() or woke.set_result(None))
+        try:
+            await woke
+        finally:
+            timer.cancel()
+
+
+class PacedLlm(ScriptedLlm):
+    """Tokens every ``gap`` seconds of the session's clock (the harness's ``LateClock``)."""
+
+    def __init__(self, replies: list[Any], gap: float = 0.03) -> None:
+        super().__init__(replies)
+        self.clock, self.gap = LateClock.current, gap
+
+    async def stream(self, messages: list[Any], tool: Any = None) -> AsyncIterator[Any]:
+        async for token in super().stream(messages, tool):
+            await self.clock.sleep(self.gap)
+            yield token
+
+
+async def test_text_batches_follow_the_tokens_times_not_a_late_timer(make, monkeypatch):
+    """A busy loop fires the batching timer late; the batches must still close at their deadlines (what a
+    replay, whose timers are on time, says), so the assistant.text events are the same either way."""
+    monkeypatch.setattr(sys.modules[__name__], "ManualClock", LateClock)
+    monkeypatch.setattr(sys.modules[__name__], "ScriptedLlm", PacedLlm)
+    reply = "one two three four five six seven eight nine ten eleven twelve"
+    texts = []
+    for late in (0.0, 0.25):
+        LateClock.late = late
+        h = make([reply])
+        await settle_engine(h)
+        await h.user_turn("count")
+        await h.step(1.5)
+        texts.append([m["text"] for m in h.of("assistant.text")])
+    LateClock.late = 0.0
+    assert "".join(texts[0]) == reply and len(texts[0]) > 2  # batched: not one event per token, nor one
+    assert texts[1] == texts[0]

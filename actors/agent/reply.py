@@ -108,8 +108,14 @@ def emit_token(ctx: AgentContext, turn: TurnHandle, text: str) -> None:
         io.text_sent = True
         ctx.send(ap.event("assistant.text", turn_id=turn.turn_id, text=text))
     else:
+        now = ctx.clock.now()
+        if io.text_due is not None and now >= io.text_due:
+            # The batch closed at its deadline; its timer is late (a busy loop). Batches follow the tokens'
+            # times, not the timer's: what a replay (timers on time) says too.
+            flush_text(ctx, turn)
         io.text_pending += text
         if io.text_timer is None:
+            io.text_due = now + interval
             io.text_timer = ctx.clock.call_later(interval, flush_text, ctx, turn)
     for piece in io.chunker.feed(text):
         _piece_ready(ctx, turn, piece)
@@ -120,6 +126,7 @@ def flush_text(ctx: AgentContext, turn: TurnHandle) -> None:
     if io.text_timer is not None:
         io.text_timer.cancel()
         io.text_timer = None
+    io.text_due = None
     if io.text_pending:
         text, io.text_pending = io.text_pending, ""
         ctx.send(ap.event("assistant.text", turn_id=turn.turn_id, text=text))

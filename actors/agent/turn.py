@@ -62,6 +62,7 @@ class TurnIO:
     text_sent: bool = False  # the turn's first assistant.text went out (it never waits)
     text_pending: str = ""  # released tokens not sent yet (``assistant_text_interval_ms``)
     text_timer: Timer | None = None
+    text_due: float | None = None  # when the pending batch closes (its timer may fire later)
 
 
 class TurnHandle:
