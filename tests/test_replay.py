@@ -381,3 +381,19 @@ async def test_a_session_with_compressed_tts_replays_to_the_same_outputs():
     found = compare.first_divergence(log.outputs(), replayed)
     assert found is None, f"{found.stream} at {found.index}:\n{found.logged}\n{found.replayed}" if found else ""
     await rec.close()
+
+
+def test_measured_latencies_are_not_compared_but_their_presence_is():
+    """A live run's LatencyReport measured its own loop and host (a busy box's stalls included): a replay
+    cannot reproduce those durations. Other measured times keep their tolerance."""
+
+    def report(**fields: Any) -> dict[str, Any]:
+        msg = {"type": "LatencyReport", "turn_id": 2, "outcome": "done", "total_latency": 0.35, **fields}
+        return {"i": 0, "t": 1.0, "k": "out", "msg": msg}
+
+    assert compare.first_divergence([report()], [report(total_latency=0.087)]) is None
+    assert compare.first_divergence([report()], [report(total_latency=None)]) is not None
+    assert compare.first_divergence([report()], [report(outcome="interrupted")]) is not None
+    end = {"i": 0, "t": 1.0, "k": "out", "msg": {"type": "audio.end", "turn_id": 1, "duration_s": 3.43}}
+    longer = {**end, "msg": {**end["msg"], "duration_s": 3.6}}
+    assert compare.first_divergence([end], [longer]) is not None
