@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.test_audio_duration import mp3 as encode_mp3
+from tests.test_audio_duration import tone
 from tests.test_decide_loop import ScriptedStt, ScriptedTts
 from vani.actors.agent.engine import AgentEngine
 from vani.actors.agent.recording import recording
@@ -327,35 +329,15 @@ async def test_a_cut_run_is_checked_up_to_where_its_log_ends(recorded: Recorder)
 
 
 class Mp3Tts:
-    """Real MP3 (PyAV's encoder), 0.3 s per word, handed over in pieces that split its frames anywhere:
+    """Real MP3 (LAME, tests/test_audio_duration.py), 0.3 s per word, in pieces that split its frames anywhere:
     the reply paces it by its own frame headers (actors/agent/audio_duration.py)."""
 
     name = "mp3-tts"
 
     async def synthesize(self, text: str, options: TtsOptions) -> AsyncIterator[TtsChunk]:
-        mp3 = encode_mp3(0.3 * len(text.split()))
+        mp3 = encode_mp3(tone(0.3 * len(text.split()), 24000), 24000, 64)
         for i in range(0, len(mp3), 700):
             yield TtsChunk(mp3[i : i + 700], AudioFormat("mp3", 24000))
-
-
-def encode_mp3(seconds: float, rate: int = 24000) -> bytes:
-    import io
-
-    import av
-    import numpy as np
-
-    out = io.BytesIO()
-    with av.open(out, "w", format="mp3") as container:
-        stream = container.add_stream("mp3", rate=rate, layout="mono")
-        t = np.arange(int(seconds * rate)) / rate
-        pcm = (np.sin(2 * np.pi * 220 * t) * 8000).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return out.getvalue()
 
 
 async def test_a_session_with_compressed_tts_replays_to_the_same_outputs():
