@@ -161,9 +161,8 @@ async def _pump(
     dialect: Dialect,
     flood: FloodGuard,
     outcome: dict[str, Any],
-) -> tuple[int, str]:
-    """Run both directions until one ends; return the close code/reason given to the client (also in
-    ``outcome["close"]``)."""
+) -> None:
+    """Run both directions until one ends; ``outcome["close"]`` says the code/reason given to the client."""
     upstream = asyncio.create_task(_client_to_link(ws, link, next_seq, settings, outcome, dialect, flood))
     downstream = asyncio.create_task(_link_to_client(ws, link, outcome, dialect))
     try:
@@ -189,7 +188,6 @@ async def _pump(
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.shield(link.close(Close.GOING_AWAY, "client gone"))
         await asyncio.wait({upstream, downstream}, timeout=5)
-    return code, reason
 
 
 async def _client_to_link(

@@ -24,9 +24,10 @@ from typing import Any
 import httpx
 import psutil
 
-from load.bench_emulators import free_port, start_emulator
+from load.bench_emulators import start_emulator
 from load.local_vani import LocalVani, descendants
 from load.report import cpu_seconds, memory_of, pct
+from vani.cluster.ports import free_port
 
 VANI_PARTS = ("hosts", "replicas", "proxy")
 LATENCIES = ("partial", "eot", "first_token", "e2e", "overhead", "warm_overhead", "cold_e2e")

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import httpx
 import numpy as np
 import psutil
 from websockets.asyncio.client import connect
+
+from vani.cluster.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNK_S = 0.08
@@ -231,12 +232,6 @@ def worker(base: str, sessions: int, k: int, seconds: float, ramp: float) -> tup
 
     asyncio.run(run())
     return stats, me.cpu_percent(None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def main_async(args: argparse.Namespace) -> dict:

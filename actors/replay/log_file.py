@@ -79,7 +79,6 @@ def stored_runs(lines: list[str]) -> tuple[list[str], int]:
     for raw in lines:
         item = json.loads(raw)
         if item.get("format") == FORMAT:
-            item.pop("run", None)
             runs.append(({**item, "entries": 0, "dropped": 0, "cut": True}, []))
         elif not runs:
             orphans += 1

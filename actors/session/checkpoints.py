@@ -55,6 +55,7 @@ class Checkpointer:
         self._on_error, self._on_written = on_error, on_written
         self.pending: dict[str, Build | None] = {}
         self.log_keep = log_keep  # 0: event logs are not stored
+        self._log_writes_kept = max(1, log_keep // LINES_PER_WRITE)
         self.logs: dict[str, EventLog] = {}
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # one batch at a time: an older batch never lands after a newer one
@@ -137,9 +138,8 @@ class Checkpointer:
                 lines += len(new)
         if not batch:
             return True
-        keep = max(1, self.log_keep // LINES_PER_WRITE)
         try:
-            await self.store.append_logs(batch, keep, time.time() + self.keep_s)
+            await self.store.append_logs(batch, self._log_writes_kept, time.time() + self.keep_s)
         except StoreError as exc:
             self._failed("log", exc)  # the lines stay unwritten in their rings: the next append takes them
             return False

@@ -12,7 +12,7 @@ the log says so in its header (``dropped``): ``vani replay`` refuses a log that 
 
 In the store a session's log is a list of *runs*: each life of the session on a host (the first, and one
 per recovery after a crash) starts with its own header line. A host that dies takes only the entries of its
-last ``FLUSH`` interval with it.
+last second (``checkpoints.LOG_EVERY_S``) with it.
 The format is documented in docs/event-log.md; ``actors/replay/`` reads it.
 """
 
@@ -106,9 +106,7 @@ class EventLog:
 
     def lines(self) -> Iterator[str]:
         """The log as JSON lines: the header, then one entry per line."""
-        head = {"format": FORMAT, "version": VERSION, **self.header, "entries": len(self._ring)}
-        head["dropped"] = self.dropped
-        yield json.dumps(head, separators=(",", ":"))
+        yield self._head(entries=len(self._ring), dropped=self.dropped)
         for entry in list(self._ring):
             yield line(*entry)
 
@@ -122,13 +120,7 @@ class EventLog:
             return [], self._seq
         out = []
         if self._stored < 0:
-            out.append(
-                json.dumps(
-                    {"format": FORMAT, "version": VERSION, "run": True, **self.header},
-                    separators=(",", ":"),
-                    default=str,
-                )
-            )
+            out.append(self._head())
         first = max(self._stored, 0)
         ring = self._ring
         lost = (self._seq - len(ring)) - first
@@ -140,6 +132,12 @@ class EventLog:
 
     def stored(self, mark: int) -> None:
         self._stored = max(self._stored, mark)
+
+    def _head(self, **counts: int) -> str:
+        """The header line: format, version, what ``begin`` said, and (a whole log) its counts."""
+        return json.dumps(
+            {"format": FORMAT, "version": VERSION, **self.header, **counts}, separators=(",", ":"), default=str
+        )
 
 
 def line(seq: int, t: float, kind: str, data: Any) -> str:
