@@ -172,6 +172,17 @@ class Settings:
     # Append the event log to the session store too (when there is one), every second, keeping about as many
     # lines: a crashed host's sessions keep their logs. A line is ~60 bytes (with record_audio, 1 kB a frame).
     event_log_store: bool = True
+    # --- tracing (actors/tracing/, README "Observability") ---------------------------------------
+    # OpenTelemetry spans per session, turn and stage: none | console | otlp. For otlp the protocol,
+    # endpoint and headers default to the standard OTEL_EXPORTER_OTLP_* variables of the process that loads
+    # the settings (`vani up` / `vani deploy`), and travel with the settings: every gateway and host exports
+    # where the deployment says, never where a client asks. An unreachable endpoint drops spans (counted in
+    # vani_spans_dropped) and never slows a session: export runs in a background thread, off the loop.
+    otel_exporter: str = "none"
+    otel_protocol: str = "http/protobuf"  # or grpc
+    otel_endpoint: str = ""  # base URL (http: /v1/traces is appended); "" = the exporter's default
+    otel_headers: str = ""  # "key=value,key2=value2" (a secret: redacted in public())
+    otel_queue_spans: int = 2048  # spans waiting for export per process; past it the oldest are dropped
 
     @staticmethod
     def load(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -186,6 +197,10 @@ class Settings:
             raw = env.get(f"VANI_{f.name.upper()}")
             if raw is not None:
                 values[f.name] = raw
+        for name, standard in OTEL_ENV.items():  # the standard variables, unless vani's own is set
+            value = next((env[k] for k in standard if env.get(k)), None)
+            if value is not None and f"VANI_{name.upper()}" not in env:
+                values.setdefault(name, value)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return Settings.from_dict(values)
 
@@ -213,6 +228,7 @@ class Settings:
         d = self.to_dict()
         d["api_key"] = "set" if self.api_key else None
         d["session_store"] = redacted(self.session_store)
+        d["otel_headers"] = "set" if self.otel_headers else ""
         return d
 
 
@@ -249,7 +265,21 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
 # Settings with a fixed set of values: a typo fails at start-up, not at the first session.
 BARGE_IN_POLICIES = ("guarded", "immediate")  # actors/agent/barge_in_policy.py
 INGRESSES = ("haproxy", "proxy", "direct")  # cluster/run.py (direct: benchmarks only)
-CHOICES: dict[str, tuple[str, ...]] = {"barge_in_policy": BARGE_IN_POLICIES, "ingress": INGRESSES}
+OTEL_EXPORTERS = ("none", "console", "otlp")  # actors/tracing/export.py
+OTEL_PROTOCOLS = ("http/protobuf", "grpc")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "barge_in_policy": BARGE_IN_POLICIES,
+    "ingress": INGRESSES,
+    "otel_exporter": OTEL_EXPORTERS,
+    "otel_protocol": OTEL_PROTOCOLS,
+}
+# The OpenTelemetry SDK's standard variables behind vani's otel_* settings (the traces-only one first; the
+# settings file and VANI_* variables win). A traces endpoint already ends in /v1/traces: export.py keeps it.
+OTEL_ENV: dict[str, tuple[str, ...]] = {
+    "otel_protocol": ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    "otel_endpoint": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    "otel_headers": ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+}
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from ray import serve
 
 from vani.actors.control.handle import registry_handle
 from vani.actors.metrics import session_metrics
+from vani.actors.tracing import configure as configure_tracing
 from vani.cluster.config import Settings
 from vani.cluster.logs import configure_logging
 from vani.gateway.flux_route import flux_socket, listen_socket
@@ -39,6 +40,7 @@ class Gateway:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = Settings.from_dict(settings)
         configure_logging(self.settings.log_level)
+        configure_tracing(self.settings, "gateway")
         self._registry = None
         self._closes = session_metrics().closes
 

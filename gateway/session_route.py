@@ -31,6 +31,7 @@ from vani.actors.wire import client_json, link_auth, protocol
 from vani.actors.wire.protocol import CLIENT_TYPES, Close
 from vani.actors.wire.session_request import SessionRequest
 from vani.cluster.config import SESSION_ID_PATTERN, Settings
+from vani.gateway.connect_trace import ConnectTrace
 from vani.gateway.dialect import Dialect, dialect_for, session_request
 from vani.gateway.flood import FloodGuard
 
@@ -76,14 +77,22 @@ def authorized(settings: Settings, ws: HTTPConnection) -> bool:
 
 
 async def open_link(
-    registry: Any, session_id: str, resume_token: str | None, request: SessionRequest, new_ok: bool = True
+    registry: Any,
+    session_id: str,
+    resume_token: str | None,
+    request: SessionRequest,
+    new_ok: bool = True,
+    trace: ConnectTrace | None = None,
 ):
     """Place the session and open its link. Returns ``(link, opened_msg)`` or a ``Refusal``.
 
     ``new_ok=False`` (this replica is behind real time): existing sessions only, a new one gets 1013.
+    ``trace``: the connection's span, which gets the steps as events and sends the client's traceparent on.
     """
     secret = await link_secret(registry)
     placed = await registry.place.remote(session_id, new_ok)
+    if trace is not None:
+        trace.mark("placed", host=str(placed.get("host", "")), ok=bool(placed["ok"]))
     for attempt in range(2):
         if not placed["ok"]:
             return Refusal(placed["code"], placed["reason"])
@@ -107,6 +116,8 @@ async def open_link(
         await link.close()
         return Refusal(Close.INTERNAL, "session host handshake failed")
     opening = {"type": "link.open", "session_id": session_id, "resume_token": resume_token, **request.to_link()}
+    if trace is not None and trace.client_parent:
+        opening["traceparent"] = trace.client_parent
     await link.send(link_auth.sign(secret, challenge["nonce"], opening))
     reply = json.loads(await link.recv())
     if reply.get("type") != "link.opened":
@@ -130,11 +141,19 @@ async def session_socket(
     resume = ws.query_params.get("resume_token") or ws.headers.get("x-resume-token")
     lag = replica_lag()
     lag.ensure_started()
+    trace = ConnectTrace(ws, session_id, gateway_id())
     try:
-        result = await open_link(registry, session_id, resume, request, not lag.overloaded(settings.overload_lag_ms))
+        new_ok = not lag.overloaded(settings.overload_lag_ms)
+        result = await open_link(registry, session_id, resume, request, new_ok, trace)
     except Exception:
         log.exception("opening session %s failed", session_id)
         result = Refusal(Close.INTERNAL, "session unavailable")
+    if isinstance(result, Refusal):
+        trace.end(None, (result.code, result.reason), **{"vani.mode": mode})
+    else:
+        trace.end(
+            result[1].get("trace"), **{"vani.mode": mode, "vani.resumed": bool(result[1]["started"].get("resumed"))}
+        )
     # The client's timeline starts here: it cannot send audio before the accept reaches it.
     flood = FloodGuard(settings.flood_burst_s, settings.flood_rate, time.monotonic())
     await ws.accept()

@@ -137,10 +137,19 @@ def main() -> int:
         "--event-log-entries", type=int, default=None, help="event_log_entries (0 = the event log off; default: vani's)"
     )
     ap.add_argument("--no-event-log-store", action="store_true", help="event_log_store=false: the log in memory only")
+    ap.add_argument(
+        "--otel", default="none", choices=["none", "otlp"], help="otlp: spans to an OTLP/HTTP receiver in this process"
+    )
     args = ap.parse_args()
     extra: dict[str, Any] = {} if args.event_log_entries is None else {"event_log_entries": args.event_log_entries}
     if args.no_event_log_store:
         extra["event_log_store"] = False
+    receiver = None
+    if args.otel == "otlp":  # a real receiver (tests/support/otlp_receiver.py): decodes every export request
+        from tests.support.otlp_receiver import OtlpHttpReceiver
+
+        receiver = OtlpHttpReceiver()
+        extra.update(otel_exporter="otlp", otel_endpoint=receiver.url)
 
     rows = []
     with (
@@ -156,7 +165,12 @@ def main() -> int:
     print(f"\n{title} (ms)")
     for name, cols in COLUMNS.items():
         print(f"\n{name}\n" + table(rows, cols))
-    path = write_json(args.name, {"args": vars(args), "latency_model": Latency().__dict__, "rows": rows})
+    result: dict[str, Any] = {"args": vars(args), "latency_model": Latency().__dict__, "rows": rows}
+    if receiver is not None:
+        result["spans_received"] = len(receiver.spans.all())
+        print(f"\nspans received over OTLP: {result['spans_received']}")
+        receiver.close()
+    path = write_json(args.name, result)
     print(f"\nwritten: {path}")
     bad = [r for r in rows if r["bleed"] or r["stale_frames"] or r["failed_sessions"]]
     missed = [r for r in rows if (r["overhead_p95"] or 1e9) >= 20 or (r["barge_stop_p95"] or 1e9) >= 20]

@@ -57,9 +57,9 @@ class AgentClient:
     _reader: asyncio.Task | None = None
 
     @staticmethod
-    async def connect(url: str) -> AgentClient:
+    async def connect(url: str, headers: dict[str, str] | None = None) -> AgentClient:
         # A generous handshake timeout: 100 sessions connect at once on a shared 2-core machine.
-        ws = await connect(url, max_size=1 << 22, compression=None, open_timeout=60)
+        ws = await connect(url, max_size=1 << 22, compression=None, open_timeout=60, additional_headers=headers)
         first = json.loads(await ws.recv())
         c = AgentClient(ws, first)
         c._reader = asyncio.get_running_loop().create_task(c._read())

@@ -36,6 +36,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
 
 from load.store_server import PrivateRedis
+from tests.support.otlp_receiver import OtlpHttpReceiver
 from vani.cluster.haproxy_files import haproxy_files_env, private_haproxy_dir
 from vani.cluster.ports import free_port, serve_ports_env
 from vani.cluster.run import INGRESS_ENV, PROXY_CALLBACK_ENV
@@ -58,6 +59,7 @@ class VaniCluster:
     entrance_ports: list[int]  # each node's entrance (HAProxy), head first
     haproxy_root: str = ""  # each node's HAProxy files, in a subdirectory each (cluster/haproxy_files.py)
     redis: Any = None  # the /agent app's session store (load/store_server.PrivateRedis): stop() / start()
+    otlp: Any = None  # the /agent app's trace receiver (tests/support/otlp_receiver.OtlpHttpReceiver)
 
     def url(self, app: str = "") -> str:
         return f"{self.ws}/{app}".rstrip("/")
@@ -104,7 +106,10 @@ APPS = {
     "actor": dict(route_prefix="/actor", placement_mode="actor", echo_delay_ms=0, session_ttl_s=3.0),
     # Its sessions' durable state goes to a real Redis (tests/test_recovery.py); the other apps use the
     # default SQLite store (tests/test_session_lifecycle.py kills a host of /fast).
-    "agent": dict(route_prefix="/agent", **AGENT, session_store="{redis}"),
+    # Its gateway and hosts export their spans to a real OTLP/HTTP receiver (tests/test_tracing_cluster.py).
+    "agent": dict(
+        route_prefix="/agent", **AGENT, session_store="{redis}", otel_exporter="otlp", otel_endpoint="{otlp}"
+    ),
     # Aura's MP3 (paced by frame headers, actors/agent/audio_duration.py) and a non-default inbound ring.
     "mp3": dict(route_prefix="/mp3", **{**AGENT, "tts_encoding": "mp3", "inbound_ring_bytes": 98304}),
     # Overload (tests/test_overload.py): a tight flood guard, so hosts the test stalls (SIGSTOP) surely
@@ -228,6 +233,7 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
 
     redis = PrivateRedis()  # Debian's redis-server on a free loopback port, for the /agent app's sessions
     redis.start()
+    otlp = OtlpHttpReceiver()  # the /agent app's spans
     port, worker_port = free_port(), free_port()
     store_dir = tempfile.mkdtemp(prefix="vani-test-sessions-")  # each run's session stores (SQLite), removed after
     haproxy_root = private_haproxy_dir()  # each node's HAProxy config and sockets, in a subdirectory each
@@ -237,7 +243,7 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
     try:
         for name, overrides in APPS.items():
             overrides = {
-                k: v.format(emulator=provider_emulator, redis=redis.url) if isinstance(v, str) else v
+                k: v.format(emulator=provider_emulator, redis=redis.url, otlp=otlp.url) if isinstance(v, str) else v
                 for k, v in overrides.items()
             }
             settings = Settings.load(
@@ -261,6 +267,7 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
             [port, worker_port],
             haproxy_root,
             redis,
+            otlp,
         )
     finally:
         for settings in deployed:
@@ -274,3 +281,4 @@ def vani_cluster(provider_emulator: str) -> Iterator[VaniCluster]:
         shutil.rmtree(store_dir, ignore_errors=True)
         shutil.rmtree(haproxy_root, ignore_errors=True)
         redis.close()
+        otlp.close()

@@ -21,6 +21,7 @@ from vani.actors.clock import ManualClock, settle_loop
 from vani.actors.session.event_log import EventLog
 from vani.actors.session.outbound import OutboundQueue
 from vani.actors.session.ring_buffer import RingBuffer
+from vani.actors.tracing.session_trace import SessionTrace
 from vani.actors.wire.agent import decode_audio
 from vani.adapters.base import (
     AudioFormat,
@@ -113,6 +114,7 @@ class Io:
         self.ring = RingBuffer(1 << 20)
         self.outbound = OutboundQueue(1 << 24)
         self.events = EventLog(self.clock, 0)  # off (tests/test_replay.py records through a real Session)
+        self.trace = SessionTrace("decide", self.clock)
         self.frames_ready = asyncio.Event()
         self.failed: str | None = None
         self.checkpoints = 0

@@ -17,6 +17,7 @@ from vani.actors.agent.tools import ToolExecutor
 from vani.actors.agent.watchdog import Watchdog
 from vani.actors.clock import Clock
 from vani.actors.session.outbound import OutboundQueue
+from vani.actors.tracing.session_trace import SessionTrace
 from vani.adapters.base import LlmProvider, ToolSpec, TtsOptions, TtsProvider
 from vani.cluster.config import Settings
 
@@ -53,6 +54,7 @@ class AgentContext:
     watchdog: Watchdog
     streams: LlmStreams
     checkpoint: Callable[[], None]  # a turn boundary: the session's durable state changed
+    trace: SessionTrace  # the session's spans (actors/agent/turn_trace.py)
 
     def send(self, msg: str) -> None:
         """A JSON event to the client, on the priority lane (never behind audio)."""

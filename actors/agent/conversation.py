@@ -78,6 +78,7 @@ class Conversation:
         assert turn is not None
         self.stats["eager_discarded"] += 1
         turn.interrupt(TurnOutcome.DISCARDED)
+        self.turns.discarded(turn)
         self.discarded, self.turn = turn, None
 
     def confirm_speculation(self, ev: TurnEvent, arrived: float | None = None, *_: Any) -> None:

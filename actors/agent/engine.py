@@ -17,6 +17,7 @@ from vani.actors.agent.context import AgentContext, LlmStreams
 from vani.actors.agent.conversation import Conversation
 from vani.actors.agent.listening import ListeningEngine
 from vani.actors.agent.tools import ToolExecutor, tool_entry, tool_spec
+from vani.actors.agent.turn_trace import UserTurnSpans, turn_spans
 from vani.actors.agent.watchdog import Watchdog
 from vani.actors.session.engine import SessionIO
 from vani.actors.session.event_log import TOOL
@@ -50,7 +51,9 @@ class AgentEngine(ListeningEngine):
             watchdog=self.watchdog,
             streams=LlmStreams(),
             checkpoint=io.checkpoint,
+            trace=io.trace,
         )
+        self.user_turns = UserTurnSpans(io.trace, settings.stt_provider)
         self.conv = Conversation(self.ctx, self.transcripts)
         self.start()
 
@@ -62,6 +65,7 @@ class AgentEngine(ListeningEngine):
     async def decide(self, kind: str, data: Any) -> None:
         if kind == "stt":
             self.flux.send(data[0].to_flux())  # agent clients see the transcripts too
+            self.user_turns.on_stt(*data)
         await decide.step(self.conv, kind, data)
 
     # ------------------------------------------------------------------ Engine protocol
@@ -111,5 +115,6 @@ class AgentEngine(ListeningEngine):
         self.watchdog.disarm_all()
         if self.conv.turn is not None:
             self.conv.turn.cancel()
+            turn_spans(self.ctx.trace, self.conv.turn)  # a turn alive at close (once: an ended one has them)
         self.ctx.tools.close()
         await super().aclose()

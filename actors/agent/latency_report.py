@@ -17,12 +17,11 @@ before EndOfTurn, so ``total_latency`` can be smaller than the sum of the parts.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from ray.util import metrics as rm
-
 from vani.actors.agent.turn import TurnHandle
+from vani.actors.metrics import metric, process_host
+from vani.cluster.config import Settings
 
 FIELDS = (
     "stt_latency",
@@ -33,7 +32,6 @@ FIELDS = (
     "total_latency",
     "interrupt_stop_latency",
 )
-BOUNDS_S = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0]
 
 
 def _span(a: float | None, b: float | None) -> float | None:
@@ -59,19 +57,31 @@ def build(turn: TurnHandle) -> dict[str, Any]:
     return report
 
 
-@functools.cache
-def _histograms() -> dict[str, rm.Histogram]:
-    return {
-        f: rm.Histogram(
-            f"vani_{f}_s", f"LatencyReport {f} per assistant turn (seconds)", boundaries=BOUNDS_S, tag_keys=("mode",)
-        )
-        for f in FIELDS
-    }
-
-
-def record(report: dict[str, Any]) -> None:
-    """Observe the report's values in the Ray histograms (``vani_<field>_s``)."""
-    hist = _histograms()
+def record(report: dict[str, Any], turn: TurnHandle, settings: Settings) -> None:
+    """Observe the report's values in the Ray histograms (``vani_<field>_s``, by provider), and vani's own share
+    of the turn's latency (``vani_added_latency_ms``, mode agent; ``vani_added``)."""
+    providers = {"stt": settings.stt_provider, "ttt": settings.llm_provider, "tts": settings.tts_provider}
     for f in FIELDS:
         if f in report:
-            hist[f].observe(report[f], tags={"mode": "agent"})
+            tags = {"mode": "agent", "provider": providers.get(f.split("_")[0], "")}
+            metric(f"vani_{f}_s").observe(report[f], tags=tags)
+    added = vani_added(turn)
+    if added is not None:
+        metric("vani_added_latency_ms").observe(added * 1000.0, tags={"host": process_host(), "mode": "agent"})
+
+
+def vani_added(turn: TurnHandle) -> float | None:
+    """The part of end-to-end latency that is vani's: everything but the STT's end-of-turn delay, the LLM's
+    time to the first speakable piece and the TTS's time to its first byte (None: a turn with no audio, or a
+    speculative one, whose LLM started before the end of turn)."""
+    t = turn.timings
+    marks = (t.user_end_of_speech, t.end_of_turn, t.llm_request, t.first_piece, t.tts_request, t.tts_first_byte)
+    if turn.speculative or t.first_audio is None or any(m is None for m in marks):
+        return None
+    total = t.first_audio - t.user_end_of_speech  # type: ignore[operator]
+    providers = (
+        (t.end_of_turn - t.user_end_of_speech)  # type: ignore[operator]
+        + (t.first_piece - t.llm_request)  # type: ignore[operator]
+        + (t.tts_first_byte - t.tts_request)  # type: ignore[operator]
+    )
+    return max(0.0, total - providers)

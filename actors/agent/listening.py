@@ -18,9 +18,9 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 
-from vani.actors import tracing
 from vani.actors.agent.flux_wire import FluxWire
 from vani.actors.agent.listener import Listener
+from vani.actors.metrics import provider_error
 from vani.actors.session.engine import SessionIO
 from vani.adapters.base import ProviderError
 from vani.adapters.factory import Providers
@@ -44,9 +44,6 @@ class ListeningEngine:
         self.transcripts: deque[dict[str, Any]] = deque(maxlen=settings.transcript_history_turns or None)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
-        self._span = tracing.tracer().start_span(
-            "session", attributes={"session_id": self.session_id, "mode": self.mode}
-        )
 
     def start(self) -> None:
         """Open the STT and run (the subclass has built its own parts first)."""
@@ -96,6 +93,7 @@ class ListeningEngine:
             self.provider_failed(exc)
 
     def provider_failed(self, exc: ProviderError) -> None:
+        provider_error("stt", exc)
         log.warning("session=%s provider failed: %s", self.session_id, exc)
         self.io.fail_internal(f"speech recognition failed: {exc}")
 
@@ -137,4 +135,3 @@ class ListeningEngine:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.listener.stt.close(), 2.0)
         await self.providers.aclose()
-        self._span.end()

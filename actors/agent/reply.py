@@ -16,6 +16,7 @@ from vani.actors.agent.context import AgentContext
 from vani.actors.agent.playback import Playback, SpokenPiece
 from vani.actors.agent.turn import TurnHandle, TurnKind
 from vani.actors.clock import Clock
+from vani.actors.metrics import metric, provider_error
 from vani.actors.wire import agent as ap
 from vani.adapters.base import ChatMessage, LlmToken, LlmToolCall, ProviderError, TtsChunk
 
@@ -35,6 +36,7 @@ async def run_turn(ctx: AgentContext, turn: TurnHandle, messages: list[ChatMessa
                 await _think(ctx, turn, messages)
             await turn.released.wait()
         except ProviderError as exc:
+            provider_error("llm", exc)
             log.warning("session=%s turn %d: LLM failed: %s", ctx.session_id, turn.turn_id, exc)
             ctx.send(ap.event("error", code="llm_failed", message=str(exc), turn_id=turn.turn_id))
         rest = turn.io.chunker.flush()
@@ -54,8 +56,13 @@ async def _think(ctx: AgentContext, turn: TurnHandle, messages: list[ChatMessage
             timings.llm_request = clock.now()
         ctx.streams.opened()
         turn.llm_streams += 1
+        stage = turn.stage("llm", **{"vani.provider": ctx.settings.llm_provider, "vani.model": ctx.settings.llm_model})
+        tokens = 0
         try:
             async for ev in ctx.llm.stream(msgs, ctx.tool):
+                if not tokens:
+                    stage.events.append(("first_token", clock.now(), {}))
+                tokens += 1
                 if isinstance(ev, LlmToken):
                     now = clock.now()
                     if timings.first_token is None:
@@ -73,14 +80,22 @@ async def _think(ctx: AgentContext, turn: TurnHandle, messages: list[ChatMessage
                         timings.first_token = clock.now()
                         ctx.watchdog.disarm("llm_first_token")
                     timings.first_tool_token = timings.first_tool_token or clock.now()
+            stage.end = clock.now()
+        except ProviderError as exc:
+            stage.end, stage.error = clock.now(), str(exc)
+            raise
         finally:
             ctx.streams.closed()
             turn.llm_streams -= 1
+            stage.attributes.update({"vani.tokens": tokens, "vani.tool_call": call is not None})
         if call is None:
             return
         await turn.released.wait()  # never execute a tool speculatively
         ctx.send(ap.event("tool.call", turn_id=turn.turn_id, call_id=call.id, name=call.name, arguments=call.arguments))
+        tool = turn.stage("tool", **{"vani.tool": call.name, "vani.call_id": call.id})
         result = await ctx.tools.run(call)
+        tool.end = clock.now()
+        metric("vani_tool_s").observe(tool.end - tool.start, tags={"tool": call.name})
         ctx.send(
             ap.event(
                 "tool.result",
@@ -147,17 +162,26 @@ async def _speak(ctx: AgentContext, turn: TurnHandle) -> None:
         ctx.checkpoint()  # what was heard grows piece by piece: a lost host's record is at most a piece behind
         turn.timings.tts_request = turn.timings.tts_request or ctx.clock.now()
         ctx.watchdog.arm("tts_stall", ctx.settings.watchdog_tts_stall_s)
+        stage = turn.stage("tts", **{"vani.provider": ctx.settings.tts_provider, "vani.characters": len(text)})
+        fallbacks = getattr(ctx.tts, "fallbacks", 0)  # adapters/tts/fallback.py counts its switches
         try:
             async for chunk in ctx.tts.synthesize(text, ctx.tts_options):
+                if not stage.events:
+                    stage.events.append(("first_byte", ctx.clock.now(), {}))
+                    turn.timings.tts_first_byte = turn.timings.tts_first_byte or ctx.clock.now()
                 ctx.watchdog.kick("tts_stall")
                 await out.add(chunk, piece)
             await out.flush(piece)
+            stage.end = ctx.clock.now()
         except ProviderError as exc:
+            stage.end, stage.error = ctx.clock.now(), str(exc)
+            provider_error("tts", exc)
             log.warning("session=%s turn %d: TTS failed: %s", ctx.session_id, turn.turn_id, exc)
             await out.flush(piece)  # what did arrive is still spoken
             ctx.send(ap.event("error", code="tts_failed", message=str(exc), turn_id=turn.turn_id))
         finally:
             ctx.watchdog.disarm("tts_stall")
+            stage.attributes["vani.fallback_used"] = getattr(ctx.tts, "fallbacks", 0) > fallbacks
     if out.index:
         ctx.send(ap.audio_end(turn.turn_id, out.index, playback.audio_s))
         # The reply is over when the user has heard it: until then a barge-in can still cut it.

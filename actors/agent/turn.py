@@ -47,10 +47,24 @@ class Timings:
     first_tool_token: float | None = None
     first_piece: float | None = None
     tts_request: float | None = None
+    tts_first_byte: float | None = None  # the TTS's first audio reached vani (before framing and pacing)
     first_audio: float | None = None
     interrupt_event: float | None = None  # the interrupting speech started (its audio's arrival)
     output_paused: float | None = None  # audio.pause was decided for the interrupting speech
     interrupt_stopped: float | None = None
+
+
+@dataclass
+class Stage:
+    """One stage of the turn (an LLM stream, a tool run, a TTS request) on the session clock: plain data,
+    stamped as the stage goes, made into a span when the turn ends (``actors/agent/turn_trace.py``)."""
+
+    name: str
+    start: float
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
+    end: float | None = None  # None: still running when the turn ended
+    error: str | None = None
 
 
 @dataclass
@@ -90,7 +104,9 @@ class TurnHandle:
         self.llm_streams = 0  # LLM streams open now (one at a time)
         self.audio_format: dict[str, Any] | None = None  # as announced in audio.start (None: no audio yet)
         self.played_at_interrupt: float | None = None  # seconds heard when stopped early
-        self.span: Any = None  # OpenTelemetry span of the turn
+        self.created = clock.now()
+        self.stages: list[Stage] = []  # for the turn's trace
+        self.traced = False  # its spans were made (once: at its end, its discard or the session's close)
         self.released = asyncio.Event()
         if not speculative:
             self.released.set()
@@ -139,6 +155,12 @@ class TurnHandle:
         held, self.held = self.held, []
         self.released.set()
         return held
+
+    def stage(self, name: str, **attributes: Any) -> Stage:
+        """A stage starting now (its owner sets ``end``)."""
+        st = Stage(name, self._clock.now(), attributes)
+        self.stages.append(st)
+        return st
 
     def heard_text(self) -> str:
         return self.playback.heard_text(self.played_at_interrupt) if self.interrupted else self.text

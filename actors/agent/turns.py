@@ -1,4 +1,4 @@
-"""Turns of one conversation: start one (its handle, its LLM context, its span), stamp its timeline, end it.
+"""Turns of one conversation: start one (its handle, its LLM context), stamp its timeline, end it.
 
 Ending a turn writes the history as the LLM will see it next (an interrupted reply is cut to what the user
 heard, marked ``[interrupted]``), tells the client (``assistant.message``) and reports the turn's latencies
@@ -7,7 +7,6 @@ heard, marked ``[interrupted]``), tells the client (``assistant.message``) and r
 
 from __future__ import annotations
 
-from vani.actors import tracing
 from vani.actors.agent import latency_report
 from vani.actors.agent.barge_in import stopped_at
 from vani.actors.agent.bounds import ContextWindow, RecentTurns
@@ -15,6 +14,7 @@ from vani.actors.agent.chunker import SpeakableChunker
 from vani.actors.agent.context import AgentContext
 from vani.actors.agent.reply import flush_text, run_turn
 from vani.actors.agent.turn import TurnHandle, TurnKind
+from vani.actors.agent.turn_trace import turn_spans
 from vani.actors.wire import agent as wire
 from vani.adapters.base import ChatMessage, TurnEvent
 
@@ -36,9 +36,6 @@ class Turns:
         messages = [ChatMessage("system", s.agent_system_prompt), *self._context()]
         if speculative:
             messages.append(ChatMessage("user", user_text))
-        turn.span = tracing.tracer().start_span(
-            "assistant_turn", attributes={"session_id": ctx.session_id, "turn_id": turn.turn_id, "kind": kind.value}
-        )
         turn.spawn(run_turn(ctx, turn, messages), "reply")
         return turn
 
@@ -73,7 +70,10 @@ class Turns:
         )
         report = latency_report.build(turn)
         self.ctx.send(wire.dumps(report))
-        latency_report.record(report)
-        turn.span.set_attribute("outcome", turn.outcome.value)
-        turn.span.end()
+        latency_report.record(report, turn, self.ctx.settings)
+        turn_spans(self.ctx.trace, turn, report)
         self.ctx.checkpoint()
+
+    def discarded(self, turn: TurnHandle) -> None:
+        """A speculative turn let go: nothing of it reached the client, only its trace says it was."""
+        turn_spans(self.ctx.trace, turn)

@@ -100,4 +100,5 @@ def fired(conv: Conversation, name: str) -> None:
         if turn.playback.t0 is not None:
             ctx.outbound.clear_audio()
             ctx.send(wire.audio_clear(turn.turn_id, "watchdog"))
+    ctx.trace.event("watchdog", name=name, state=conv.conv_state, outcome=outcome)
     ctx.send(wire.event("watchdog", name=name, state=conv.conv_state, outcome=outcome, turn_id=turn_id))

@@ -21,6 +21,7 @@ from vani.actors.replay.providers import ReplayLlm, ReplayStt, ReplayTts
 from vani.actors.session.event_log import CLIENT, FRAME, OUTPUTS, RESTORED, RESUME, STT, TOOL, EventLog
 from vani.actors.session.outbound import OutboundQueue
 from vani.actors.session.ring_buffer import RingBuffer
+from vani.actors.tracing.session_trace import SessionTrace
 from vani.adapters.base import SttOptions, TurnEvent
 from vani.adapters.factory import Providers, tts_options
 from vani.cluster.config import Settings
@@ -41,6 +42,7 @@ class ReplayIo:
         self.clock = ManualClock(START)
         self.ring = RingBuffer(1 << 24)
         self.events = EventLog(self.clock, NOT_REPLAYED["event_log_entries"])
+        self.trace = SessionTrace("replay", self.clock)  # the process's tracer: none unless configured
         self.outbound = OutboundQueue(1 << 30, self.events.output)
         self.frames_ready = asyncio.Event()
 

@@ -20,6 +20,7 @@ from vani.actors.clock import Clock
 from vani.actors.session.event_log import EventLog
 from vani.actors.session.outbound import OutboundQueue
 from vani.actors.session.ring_buffer import RingBuffer
+from vani.actors.tracing.session_trace import SessionTrace
 
 
 class SessionIO(Protocol):
@@ -30,6 +31,7 @@ class SessionIO(Protocol):
     ring: RingBuffer  # inbound audio, in sequence order
     outbound: OutboundQueue  # control lane (never behind audio) + audio lane (backpressured)
     events: EventLog  # the engine's inputs and outputs, for export and replay
+    trace: SessionTrace  # the session's spans (actors/tracing/session_trace.py)
 
     @property
     def frames_ready(self) -> asyncio.Event:

@@ -20,15 +20,20 @@ import ray
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from vani.actors.clock import LoopClock
 from vani.actors.engines import engine_factory
-from vani.actors.metrics import session_metrics
 from vani.actors.session import recovery
 from vani.actors.session.checkpoints import Checkpointer
+from vani.actors.session.host_metrics import HostMetrics
 from vani.actors.session.loop_lag import LoopLag
 from vani.actors.session.ring_buffer import FrameMeta
 from vani.actors.session.session import Hooks, Session
 from vani.actors.store.open_store import open_store
 from vani.actors.store.record import SessionRecord, token_digest
+from vani.actors.tracing import configure as configure_tracing
+from vani.actors.tracing import flush as flush_spans
+from vani.actors.tracing import traceparent
+from vani.actors.tracing.session_trace import SessionTrace
 from vani.actors.wire import link_auth, protocol
 from vani.actors.wire.protocol import Close
 from vani.actors.wire.session_request import SessionRequest
@@ -70,16 +75,16 @@ class SessionHost:
         self._server: Server | None = None
         self._address: str | None = None
         self._rss_task: asyncio.Task | None = None
-        self._metrics = session_metrics()
+        self._metrics = HostMetrics(name)  # counts batched per lag tick (actors/session/host_metrics.py)
         self._tags = {"host": name}
-        # Frame counters add up here and reach Ray's counters on the lag tick (every 0.5 s): a Ray metric
-        # record per frame was ~1 % of a host's CPU at 100 agent sessions, and 2 of the 3 records per echo.
-        self._frames_in = self._frames_out = 0
         self._lag = LoopLag(self._report_lag)  # started with the link server
         self._registry = None
         self._checkpoints: Checkpointer | None = None  # None: session_store=none
         self._checkpoint_task: asyncio.Task | None = None
         warm_up()  # the first session's first reply must not pay the provider client's set-up
+        self._node = ray.get_runtime_context().get_node_id()
+        self._clock = LoopClock()  # stateless: one for all this host's sessions
+        configure_tracing(self.settings, "host", **{"vani.host": name, "vani.node": self._node})
 
     async def ready(self) -> dict:
         """Start the link server (once) and report where it listens."""
@@ -97,7 +102,7 @@ class SessionHost:
             )
             port = self._server.sockets[0].getsockname()[1]
             self._address = f"ws://{ip}:{port}"
-            self._rss_task = asyncio.get_running_loop().create_task(self._report_rss())
+            self._rss_task = asyncio.get_running_loop().create_task(self._metrics.report_forever(self.sessions))
             self._lag.ensure_started()
             self._open_store()
             log.info("host %s listening on %s (pid %d)", self.name, self._address, os.getpid())
@@ -113,15 +118,15 @@ class SessionHost:
         store = open_store(s.session_store, s.session_store_dir, s.app_name, node)
         if store is None:
             return
-        tags = self._tags
+        tags, m = self._tags, self._metrics.m
         self._checkpoints = Checkpointer(
             store,
             s.session_ttl_s,
             live=lambda: list(self.sessions),
-            on_error=lambda op: self._metrics.store_errors.inc(tags={**tags, "op": op}),
+            on_error=lambda op: m.store_errors.inc(tags={**tags, "op": op}),
             on_written=lambda n, size: (
-                self._metrics.store_writes.inc(n, tags=tags) if n else None,  # Ray's counters take > 0 only
-                self._metrics.store_bytes.inc(size, tags=tags),
+                m.store_writes.inc(n, tags=tags) if n else None,  # Ray's counters take > 0 only
+                m.store_bytes.inc(size, tags=tags),
             ),
             log_keep=s.event_log_entries if s.event_log_store else 0,
         )
@@ -154,7 +159,8 @@ class SessionHost:
         if self._rss_task is not None:
             self._rss_task.cancel()
         await self._lag.stop()
-        self._flush_counters()
+        self._metrics.flush(self.sessions)
+        await asyncio.to_thread(flush_spans, 5.0)  # the closed sessions' spans leave before the process does
         if self._checkpoint_task is not None:
             self._checkpoint_task.cancel()
         if self._checkpoints is not None:
@@ -168,7 +174,7 @@ class SessionHost:
         opening = await self._handshake(ws)
         if opening is None:
             return
-        sid, token, request = opening
+        sid, token, request, parent = opening
         if self.single_session is not None and sid != self.single_session:
             await self._refuse(ws, Close.INTERNAL, "wrong session actor")
             return
@@ -177,7 +183,7 @@ class SessionHost:
         if session is None:  # its host may have died: the store may hold it (actors/session/recovery.py)
             found = await recovery.decide(self._checkpoints, sid, token)
             if found.refuse is not None:
-                self._metrics.recoveries.inc(tags={**self._tags, "outcome": found.outcome})
+                self._metrics.m.recoveries.inc(tags={**self._tags, "outcome": found.outcome})
                 await self._refuse(ws, Close.BAD_RESUME, found.refuse)
                 return
             session = self.sessions.get(sid)  # another link may have made it meanwhile
@@ -199,18 +205,21 @@ class SessionHost:
                     limits,
                     self._hooks(request),
                     make_engine,
+                    clock=self._clock,
                     restored=found.record,
                     resume_token=token,
                     recovery=found.fresh_because,
+                    trace=self._session_trace(sid, request.mode, parent),
                 )
                 if token is not None:
-                    self._metrics.recoveries.inc(tags={**self._tags, "outcome": found.outcome})
+                    self._metrics.m.recoveries.inc(tags={**self._tags, "outcome": found.outcome})
             except Exception as exc:  # e.g. a provider is not configured: refuse, say why
                 log.exception("session %s could not start", sid)
                 await self._refuse(ws, Close.INTERNAL, f"session could not start: {exc}"[:120])
                 return
             self.sessions[sid] = session
-            self._metrics.active_sessions.set(len(self.sessions), tags=self._tags)
+            self._metrics.track(session)
+            self._metrics.report(self.sessions)
         if session.link is not None:
             # A client that dropped its socket and came straight back with its token can reach this host
             # before its old link's close does (that close crosses the old gateway replica; through HAProxy
@@ -220,14 +229,21 @@ class SessionHost:
                 await asyncio.wait_for(session.link_released.wait(), TAKEOVER_GRACE_S)
         started = session.attach(ws)
         await ws.send(
-            protocol.dumps({"type": "link.opened", "next_seq": session.inbound.expected_seq, "started": started})
+            protocol.dumps(
+                {
+                    "type": "link.opened",
+                    "next_seq": session.inbound.expected_seq,
+                    "started": started,
+                    "trace": session.trace.traceparent(),  # the gateway's connect span joins the session's trace
+                }
+            )
         )
         try:
             async for message in ws:
                 if isinstance(message, bytes):
                     seq, pcm = protocol.decode_frame(message)
                     await session.on_frame(seq, pcm)
-                    self._frames_in += 1
+                    self._metrics.frames_in += 1
                 else:
                     session.on_control(message)
         except ConnectionClosed:
@@ -235,8 +251,9 @@ class SessionHost:
         finally:
             session.detach(ws)
 
-    async def _handshake(self, ws: ServerConnection) -> tuple[str, str | None, SessionRequest] | None:
-        """Challenge the link, check its answer; returns (session id, resume token, request) or refuses."""
+    async def _handshake(self, ws: ServerConnection) -> tuple[str, str | None, SessionRequest, str | None] | None:
+        """Challenge the link, check its answer; returns (session id, resume token, request, the client's
+        traceparent) or refuses."""
         nonce = link_auth.new_nonce()
         try:
             await ws.send(link_auth.challenge(nonce))
@@ -257,7 +274,12 @@ class SessionHost:
             log.warning("host %s refused a link.open: %s", self.name, exc)
             await self._refuse(ws, Close.POLICY, f"bad link.open: {exc}"[:120])
             return None
-        return body["session_id"], body.get("resume_token"), request
+        return body["session_id"], body.get("resume_token"), request, traceparent.valid(body.get("traceparent"))
+
+    def _session_trace(self, sid: str, mode: str, parent: str | None) -> SessionTrace:
+        """A new session's trace: a child of the client's traceparent when it sent one."""
+        where = {"vani.mode": mode, "vani.node": self._node, "vani.host": self.name, "vani.app": self.settings.app_name}
+        return SessionTrace(sid, self._clock, parent=parent, attributes=where)
 
     async def _refuse(self, ws: ServerConnection, code: int, reason: str) -> None:
         with contextlib.suppress(ConnectionClosed):  # the peer may be gone already
@@ -289,7 +311,8 @@ class SessionHost:
             del self.sessions[session.session_id]
             if self._checkpoints is not None:  # closed or expired: its stored state goes too
                 self._checkpoints.forget(session.session_id)
-        self._metrics.active_sessions.set(len(self.sessions), tags=self._tags)
+        self._metrics.untrack(session)
+        self._metrics.report(self.sessions)
         if self.single_session is not None and self._checkpoints is not None:
             # actor mode: the release kills this host, so the delete must be written first
             task = asyncio.get_running_loop().create_task(self._release_after_flush(session.session_id))
@@ -310,33 +333,17 @@ class SessionHost:
             registry.release.remote(session_id, self.name)
 
     def _session_echoed(self, meta: FrameMeta, lateness: float) -> None:
-        self._frames_out += 1
-        self._metrics.added_latency_ms.observe(lateness * 1000.0, tags=self._tags)
+        self._metrics.echoed(lateness)
 
     def _session_dropped(self, session: Session, reason: str) -> None:
-        self._metrics.frames_dropped.inc(tags={**self._tags, "reason": reason})
+        self._metrics.dropped(reason)
 
     def _report_lag(self, lag_ms: float) -> None:
         """Every lag tick: the gauge, the frame counters, and the registry (admission by load skips hosts that
         are behind)."""
-        self._metrics.loop_lag_ms.set(lag_ms, tags={"process": self.name})
-        self._flush_counters()
+        self._metrics.m.loop_lag_ms.set(lag_ms, tags={"process": self.name})
+        self._metrics.flush(self.sessions)
         with contextlib.suppress(Exception):
             if self._registry is None:
                 self._registry = ray.get_actor(self.registry_name, namespace=self.namespace)
             self._registry.report_load.remote(self.name, lag_ms)
-
-    def _flush_counters(self) -> None:
-        if self._frames_in:
-            self._metrics.frames_in.inc(self._frames_in, tags=self._tags)
-            self._frames_in = 0
-        if self._frames_out:
-            self._metrics.frames_out.inc(self._frames_out, tags=self._tags)
-            self._frames_out = 0
-
-    async def _report_rss(self) -> None:
-        # Gauges are re-reported periodically so the exporter always has a fresh value.
-        while True:
-            self._metrics.record_rss(self.name)
-            self._metrics.active_sessions.set(len(self.sessions), tags=self._tags)
-            await asyncio.sleep(5)

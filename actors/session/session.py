@@ -25,6 +25,7 @@ from vani.actors.session.inbound import InboundAudio
 from vani.actors.session.machine import InvalidEvent, SessionMachine
 from vani.actors.session.outbound import CloseRequest, OutboundQueue
 from vani.actors.store.record import SessionRecord
+from vani.actors.tracing.session_trace import SessionTrace
 from vani.actors.wire import client_json, protocol
 from vani.actors.wire.protocol import Close, Limits
 from vani.cluster.config import SessionLimits
@@ -72,11 +73,14 @@ class Session:
         restored: SessionRecord | None = None,
         resume_token: str | None = None,
         recovery: str | None = None,
+        trace: SessionTrace | None = None,
     ) -> None:
         """``restored``: the session's stored state (its host was lost), taken back by a client that proved
-        ``resume_token``. ``recovery``: why a client that presented a token gets a fresh session instead."""
+        ``resume_token``. ``recovery``: why a client that presented a token gets a fresh session instead.
+        ``trace``: its spans (the host makes it, with the client's traceparent); else a trace of its own."""
         self.session_id = session_id
         self.clock: Clock = clock or LoopClock()
+        self.trace = trace or SessionTrace(session_id, self.clock)
         self.limits = limits
         self.hooks = hooks
         self.resume_token = resume_token if restored is not None and resume_token else secrets.token_urlsafe(18)
@@ -136,6 +140,7 @@ class Session:
             self.engine.on_resume()
         started["state"] = self.machine.state
         started["counters"] = asdict(self.counters)
+        self.trace.event("connected", resumed=resumed, connection=self.counters.connections)
         if self._recovery is not None:
             started.update(self._recovery)
             self._recovery = None
@@ -147,6 +152,7 @@ class Session:
         if link is not self.link:
             return  # an old connection that was already replaced
         self._unbind(None, "")
+        self.trace.event("disconnected")
         if self.machine.can("DISCONNECT"):
             self.machine.fire("DISCONNECT")
             self.checkpoint()
@@ -268,7 +274,7 @@ class Session:
 
     def _teardown(self) -> None:
         self._ttl = cancelled(self._ttl)
-        closer = asyncio.get_running_loop().create_task(self.engine.aclose(), name=f"close:{self.session_id}")
+        closer = asyncio.get_running_loop().create_task(close_engine(self), name=f"close:{self.session_id}")
         _CLOSING.add(closer)  # the loop keeps only weak references to tasks
         closer.add_done_callback(_CLOSING.discard)
         if self.link is not None and self._sender is not None:
@@ -291,12 +297,22 @@ class Session:
     async def aclose(self) -> None:
         """Cancel every task this session owns (host shutdown)."""
         self.close(Close.GOING_AWAY, "server shutting down")
-        await self.engine.aclose()
+        await close_engine(self)
         self._ttl = cancelled(self._ttl)
         if self._sender is not None:
             self._sender.cancel()
             with contextlib.suppress(BaseException):
                 await self._sender
+
+
+async def close_engine(session: Session) -> None:
+    """The engine lets go of its tasks and providers; then the session's trace ends (its turns' first)."""
+    try:
+        await session.engine.aclose()
+    finally:
+        code = session.close_code or Close.NORMAL
+        error = None if code in (Close.NORMAL, Close.GOING_AWAY) else f"closed {code}"
+        session.trace.end(error, **{"vani.close_code": code})
 
 
 def cancelled(timer: Timer | None) -> None:

@@ -24,7 +24,8 @@ OPTION_RANGES: dict[str, tuple[float, float]] = {
     "flux_eot_timeout_ms": (500, 60000),
 }
 MAX_KEYTERMS_CHARS = 8192  # the keyterms travel in the query string, which the HTTP server bounds anyway
-LINK_OPEN_FIELDS = frozenset({"type", "session_id", "resume_token", "mode", "options"})
+# traceparent: the client's W3C trace context, checked by the host (actors/tracing/traceparent.py)
+LINK_OPEN_FIELDS = frozenset({"type", "session_id", "resume_token", "mode", "options", "traceparent"})
 
 
 def route_modes(settings: Settings) -> frozenset[str]:
