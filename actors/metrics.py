@@ -76,6 +76,11 @@ CATALOG: dict[str, Spec] = {
     "vani_spans_dropped": Spec("counter", "Spans not exported (full queue, failed export)", ("reason",)),
     "vani_tool_s": Spec("histogram", "Tool execution time (seconds)", ("tool",), BOUNDS_S),
     "vani_provider_errors": Spec("counter", "Provider failures seen by sessions", ("stage", "provider", "kind")),
+    # usage accounting (actors/agent/usage.py); tool calls are vani_tool_s's count
+    "vani_usage_stt_seconds": Spec("counter", "Audio streamed to the STT (seconds)", ("provider",)),
+    "vani_usage_llm_tokens": Spec("counter", "LLM tokens (the provider's count, else vani's)", ("provider", "kind")),
+    "vani_usage_tts_characters": Spec("counter", "Characters sent to the TTS", ("provider",)),
+    "vani_usage_audio_out_seconds": Spec("counter", "Assistant audio sent to clients (seconds)", ("provider",)),
     **{
         f"vani_{field}_s": Spec("histogram", f"{text} (seconds, per assistant turn)", ("mode", "provider"), BOUNDS_S)
         for field, text in STAGE_FIELDS.items()

@@ -103,13 +103,15 @@ def make_llm(
         if settings.llm_api == "native":
             return WorkersAiNativeLlm(settings.cf_base_url, acct, token, settings.llm_model, name=name, **common)
         base = f"{settings.cf_base_url.rstrip('/')}/accounts/{acct}/ai/v1"
-        return OpenAiCompatLlm(base, token, settings.llm_model, name=name, **common)
+        usage = settings.llm_stream_usage
+        return OpenAiCompatLlm(base, token, settings.llm_model, name=name, include_usage=usage, **common)
     if name == "openai":
         # Local servers (llama.cpp, vLLM) often need no key: allow an empty one only for a custom base URL.
         key = (os.environ if env is None else env).get("OPENAI_API_KEY", "")
         if not key and "api.openai.com" in settings.openai_base_url:
             require_env(name, "OPENAI_API_KEY", env=env)
-        return OpenAiCompatLlm(settings.openai_base_url, key or "none", settings.llm_model, name=name, **common)
+        base, model, usage = settings.openai_base_url, settings.llm_model, settings.llm_stream_usage
+        return OpenAiCompatLlm(base, key or "none", model, name=name, include_usage=usage, **common)
     if name == "local":
         return _local("llm", name, settings)
     raise _unknown("llm", name, LLM_NAMES)

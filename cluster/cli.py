@@ -2,7 +2,7 @@
 
 vani up [--address ADDR] [--port N]     start (or join) Ray, deploy, print URLs, stop on Ctrl-C
 vani deploy --address ADDR              deploy onto a running cluster and return
-vani status [--url URL] [--token KEY]   sessions, hosts, nodes (session ids with the API key)
+vani status [--url URL] [--token KEY] [--sessions]  sessions, hosts, nodes (ids and usage with the API key)
 vani talk --wav FILE [--url URL]        stream a WAV in real time, save what comes back
 vani emulate [--port N]                 run the provider emulators on 127.0.0.1
 vani providers check                    which providers are configured and whether they answer
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--url", default="http://127.0.0.1:8000", help="gateway base URL")
     st.add_argument("--json", action="store_true", help="print raw JSON")
     st.add_argument("--token", default=None, help="API key, if the server requires one (default: $VANI_API_KEY)")
+    st.add_argument("--sessions", action="store_true", help="each session's usage too (needs the API key)")
     st.set_defaults(func=_lazy("vani.cluster.run", "cmd_status"))
 
     talk = sub.add_parser("talk", help="stream a WAV file in real time and save what comes back")

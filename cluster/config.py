@@ -84,6 +84,7 @@ class Settings:
     session_store_dir: str = ""
     api_key: str | None = None
     log_level: str = "INFO"
+    log_format: str = "text"  # or json: one object per line with session_id, turn_id, trace_id (cluster/logs.py)
     # --- providers (adapters/factory.py) --------------------------------------------------
     # Credentials are never settings: adapters read CF_ACCOUNT_ID, CF_API_TOKEN, DEEPGRAM_API_KEY,
     # OPENAI_API_KEY from the environment. Base URLs are overridable so emulators can plug in.
@@ -96,6 +97,9 @@ class Settings:
     llm_max_tokens: int = 512
     llm_temperature: float = 0.6
     llm_max_retries: int = 2  # retried only while no token has been delivered
+    # OpenAI-compatible: ask for the token counts at the stream's end (stream_options.include_usage), which
+    # usage accounting uses (actors/agent/usage.py); off for a server that refuses the option (then counted).
+    llm_stream_usage: bool = True
     cf_base_url: str = "https://api.cloudflare.com/client/v4"
     deepgram_base_url: str = "https://api.deepgram.com"
     openai_base_url: str = "https://api.openai.com/v1"
@@ -268,6 +272,7 @@ INGRESSES = ("haproxy", "proxy", "direct")  # cluster/run.py (direct: benchmarks
 OTEL_EXPORTERS = ("none", "console", "otlp")  # actors/tracing/export.py
 OTEL_PROTOCOLS = ("http/protobuf", "grpc")
 CHOICES: dict[str, tuple[str, ...]] = {
+    "log_format": ("text", "json"),  # cluster/logs.py
     "barge_in_policy": BARGE_IN_POLICIES,
     "ingress": INGRESSES,
     "otel_exporter": OTEL_EXPORTERS,

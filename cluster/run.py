@@ -182,7 +182,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_up(args: argparse.Namespace) -> int:
     """``vani up``: run until Ctrl-C, then remove everything this command started."""
     settings = _settings(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     import ray
     from ray import serve
 
@@ -258,4 +258,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     for h in st.get("host_stats", []):  # only with the API key
         for s in h["sessions"]:
             print(f"  {h['name']}  {s['session_id']}  {s['state']}  {'connected' if s['connected'] else 'detached'}")
+            usage = s.get("engine", {}).get("usage")
+            if args.sessions and usage:  # agent sessions (actors/agent/usage.py), and the client's audio in
+                audio_in = round(s.get("counters", {}).get("bytes_in", 0) / 32000, 3)
+                print(f"    usage  audio_in_s {audio_in}  " + "  ".join(f"{k} {v}" for k, v in usage.items()))
     return 0

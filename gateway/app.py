@@ -39,7 +39,7 @@ app = FastAPI(title="vani", docs_url=None, redoc_url=None)
 class Gateway:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = Settings.from_dict(settings)
-        configure_logging(self.settings.log_level)
+        configure_logging(self.settings.log_level, self.settings.log_format)
         configure_tracing(self.settings, "gateway")
         self._registry = None
         self._closes = session_metrics().closes

@@ -31,6 +31,7 @@ from vani.actors.wire import client_json, link_auth, protocol
 from vani.actors.wire.protocol import CLIENT_TYPES, Close
 from vani.actors.wire.session_request import SessionRequest
 from vani.cluster.config import SESSION_ID_PATTERN, Settings
+from vani.cluster.logs import log_context
 from vani.gateway.connect_trace import ConnectTrace
 from vani.gateway.dialect import Dialect, dialect_for, session_request
 from vani.gateway.flood import FloodGuard
@@ -131,6 +132,8 @@ async def session_socket(
 ) -> None:
     """Serve one client connection for its whole life (``mode`` defaults to ``settings.session_mode``)."""
     mode = mode or settings.session_mode
+    if SESSION_ID_RE.fullmatch(session_id):
+        log_context(session_id=session_id)  # this connection's log lines (cluster/logs.py)
     request = session_request(settings, mode, ws.query_params)
     ambiguous = len(ws.query_params.getlist("resume_token")) > 1
     if not SESSION_ID_RE.fullmatch(session_id) or not authorized(settings, ws) or isinstance(request, str) or ambiguous:

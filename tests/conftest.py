@@ -106,9 +106,15 @@ APPS = {
     "actor": dict(route_prefix="/actor", placement_mode="actor", echo_delay_ms=0, session_ttl_s=3.0),
     # Its sessions' durable state goes to a real Redis (tests/test_recovery.py); the other apps use the
     # default SQLite store (tests/test_session_lifecycle.py kills a host of /fast).
-    # Its gateway and hosts export their spans to a real OTLP/HTTP receiver (tests/test_tracing_cluster.py).
+    # Its gateway and hosts export their spans to a real OTLP/HTTP receiver (tests/test_tracing_cluster.py)
+    # and log JSON lines (tests/test_metrics.py).
     "agent": dict(
-        route_prefix="/agent", **AGENT, session_store="{redis}", otel_exporter="otlp", otel_endpoint="{otlp}"
+        route_prefix="/agent",
+        **AGENT,
+        session_store="{redis}",
+        otel_exporter="otlp",
+        otel_endpoint="{otlp}",
+        log_format="json",
     ),
     # Aura's MP3 (paced by frame headers, actors/agent/audio_duration.py) and a non-default inbound ring.
     "mp3": dict(route_prefix="/mp3", **{**AGENT, "tts_encoding": "mp3", "inbound_ring_bytes": 98304}),

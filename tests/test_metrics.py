@@ -11,9 +11,12 @@ it (inbound backpressure), a token for a session that is nowhere (a recovery's o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 
@@ -95,6 +98,8 @@ async def agent_turns(cluster, emulator: str) -> None:
     await c.wait_type("audio.start", 30.0, turn_id=1)
     await c.send_audio(speech(0.9, seed=2) + silence(0.5))
     await c.wait_type("audio.clear", 30.0, turn_id=1)
+    usage = (await c.wait_type("assistant.message", 30.0, turn_id=1))["usage"]
+    assert usage["tool_calls"] == 1 and usage["stt_s"] > 0 and usage["audio_out_s"] > 0, usage
     await c.close()
 
 
@@ -104,8 +109,39 @@ async def tts_refused(cluster, emulator: str) -> None:
     c = await AgentClient.connect(agent_url(cluster, s))
     await c.send_audio(utterance(0.6, 0.5, seed=3))
     await c.wait_type("error", 30.0, code="tts_failed")
-    await reply_done(c, 1, 30.0)
+    usage = (await reply_done(c, 1, 30.0))["usage"]
+    # The LLM stream ended before the turn did: its tokens are the emulated OpenAI API's own usage field
+    # (stream_options.include_usage), 10 prompt tokens a request.
+    assert (usage["llm_usage"], usage["llm_prompt_tokens"]) == ("provider", 10), usage
+    assert usage["llm_completion_tokens"] > 0 and usage["tts_characters"] > 0 and usage["audio_out_s"] == 0, usage
     await c.close()
+    # The host said so in a JSON line (log_format=json) that names the session, the turn and the trace.
+    line = await json_log_line(cluster, lambda x: x.get("session_id") == s and "TTS failed" in x["message"])
+    assert line["turn_id"] == 1 and len(line["trace_id"]) == 32 and line["level"] == "WARNING", line
+
+
+def json_lines(logs: Path) -> list[dict]:
+    """The JSON log lines of a Ray session's workers (their stderr: <session>/logs/worker-*.err)."""
+    out = []
+    for path in logs.glob("worker-*.err"):
+        for raw in path.read_text(errors="replace").splitlines():
+            if raw.startswith("{") and '"message"' in raw:
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(raw))
+    return out
+
+
+async def json_log_line(cluster, wanted, timeout: float = 30.0) -> dict:
+    """The first of the cluster's JSON log lines that ``wanted`` accepts."""
+    logs = Path(cluster.cluster.head_node.get_logs_dir_path())
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [x for x in await asyncio.to_thread(json_lines, logs) if wanted(x)]
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError("no such JSON log line")
+        await asyncio.sleep(1.0)
 
 
 async def outages(cluster, emulator: str) -> None:

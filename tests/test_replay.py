@@ -77,7 +77,7 @@ class Link:
 class Recorder:
     """A live session on a manual clock: audio frames through the session, STT events scripted."""
 
-    def __init__(self, replies: list[Any], tts: Any = None, **settings: Any) -> None:
+    def __init__(self, replies: list[Any], tts: Any = None, llm: Any = None, **settings: Any) -> None:
         self.settings = Settings.load(env={}, agent_tool="clock", **settings)
         tts = tts or ScriptedTts()
         self.clock = ManualClock()
@@ -86,7 +86,7 @@ class Recorder:
 
         def build(io: Any) -> AgentEngine:
             io.events.begin(session_id=io.session_id, mode="agent", settings=self.settings.public())
-            providers = Providers(self.stt, SttOptions(), ToolLlm(replies), tts, TtsOptions())
+            providers = Providers(self.stt, SttOptions(), llm or ToolLlm(replies), tts, TtsOptions())
             return AgentEngine(io, self.settings, recording(providers, io.events))
 
         limits = SessionLimits.from_settings(self.settings)

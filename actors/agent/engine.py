@@ -17,7 +17,7 @@ from vani.actors.agent.context import AgentContext, LlmStreams
 from vani.actors.agent.conversation import Conversation
 from vani.actors.agent.listening import ListeningEngine
 from vani.actors.agent.tools import ToolExecutor, tool_entry, tool_spec
-from vani.actors.agent.turn_trace import UserTurnSpans, turn_spans
+from vani.actors.agent.turn_trace import UserTurnSpans
 from vani.actors.agent.watchdog import Watchdog
 from vani.actors.session.engine import SessionIO
 from vani.actors.session.event_log import TOOL
@@ -100,6 +100,7 @@ class AgentEngine(ListeningEngine):
             "tool_executions": dict(tools.executions),
             "tool_results": len(tools),
             "stats": dict(conv.stats),
+            "usage": conv.turns.usage.snapshot(),
             "watchdogs_fired": list(self.watchdog.fired),
             "live_turn_clocks": len(conv.turns.last_audio_sent),
         }
@@ -115,6 +116,6 @@ class AgentEngine(ListeningEngine):
         self.watchdog.disarm_all()
         if self.conv.turn is not None:
             self.conv.turn.cancel()
-            turn_spans(self.ctx.trace, self.conv.turn)  # a turn alive at close (once: an ended one has them)
+        self.conv.turns.closing(self.conv.turn)
         self.ctx.tools.close()
         await super().aclose()

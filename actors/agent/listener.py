@@ -49,6 +49,11 @@ class Listener:
             await asyncio.wait_for(self.opened.wait(), timeout)
         return self.stt
 
+    @property
+    def audio_bytes(self) -> int:
+        """Client audio streamed to the STT so far."""
+        return self._audio_bytes
+
     async def pump_audio(self) -> None:
         """Inbound ring -> STT, until ``close_stream`` and the ring is empty (raises ``ProviderError``)."""
         io, stt = self.io, self.stt

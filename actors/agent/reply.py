@@ -18,7 +18,7 @@ from vani.actors.agent.turn import TurnHandle, TurnKind
 from vani.actors.clock import Clock
 from vani.actors.metrics import metric, provider_error
 from vani.actors.wire import agent as ap
-from vani.adapters.base import ChatMessage, LlmToken, LlmToolCall, ProviderError, TtsChunk
+from vani.adapters.base import ChatMessage, LlmDone, LlmToken, LlmToolCall, ProviderError, TtsChunk
 
 log = logging.getLogger("vani.reply")
 
@@ -57,9 +57,12 @@ async def _think(ctx: AgentContext, turn: TurnHandle, messages: list[ChatMessage
         ctx.streams.opened()
         turn.llm_streams += 1
         stage = turn.stage("llm", **{"vani.provider": ctx.settings.llm_provider, "vani.model": ctx.settings.llm_model})
-        tokens = 0
+        tokens, provider_usage = 0, None
         try:
             async for ev in ctx.llm.stream(msgs, ctx.tool):
+                if isinstance(ev, LlmDone):
+                    provider_usage = ev.usage
+                    continue
                 if not tokens:
                     stage.events.append(("first_token", clock.now(), {}))
                 tokens += 1
@@ -88,6 +91,7 @@ async def _think(ctx: AgentContext, turn: TurnHandle, messages: list[ChatMessage
             ctx.streams.closed()
             turn.llm_streams -= 1
             stage.attributes.update({"vani.tokens": tokens, "vani.tool_call": call is not None})
+            turn.usage.llm_stream(provider_usage, tokens, sum(len(m.content or "") for m in msgs))
         if call is None:
             return
         await turn.released.wait()  # never execute a tool speculatively
@@ -95,6 +99,7 @@ async def _think(ctx: AgentContext, turn: TurnHandle, messages: list[ChatMessage
         tool = turn.stage("tool", **{"vani.tool": call.name, "vani.call_id": call.id})
         result = await ctx.tools.run(call)
         tool.end = clock.now()
+        turn.usage.tool_calls += 1
         metric("vani_tool_s").observe(tool.end - tool.start, tags={"tool": call.name})
         ctx.send(
             ap.event(
@@ -163,6 +168,7 @@ async def _speak(ctx: AgentContext, turn: TurnHandle) -> None:
         turn.timings.tts_request = turn.timings.tts_request or ctx.clock.now()
         ctx.watchdog.arm("tts_stall", ctx.settings.watchdog_tts_stall_s)
         stage = turn.stage("tts", **{"vani.provider": ctx.settings.tts_provider, "vani.characters": len(text)})
+        turn.usage.tts_characters += len(text)
         fallbacks = getattr(ctx.tts, "fallbacks", 0)  # adapters/tts/fallback.py counts its switches
         try:
             async for chunk in ctx.tts.synthesize(text, ctx.tts_options):

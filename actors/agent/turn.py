@@ -11,6 +11,7 @@ handle waits for that.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,8 +19,10 @@ from typing import Any
 
 from vani.actors.agent.chunker import SpeakableChunker
 from vani.actors.agent.playback import Playback
+from vani.actors.agent.usage import Usage
 from vani.actors.clock import Clock, Timer
 from vani.adapters.base import ChatMessage
+from vani.cluster.logs import log_context
 
 
 class TurnOutcome(StrEnum):
@@ -106,7 +109,8 @@ class TurnHandle:
         self.played_at_interrupt: float | None = None  # seconds heard when stopped early
         self.created = clock.now()
         self.stages: list[Stage] = []  # for the turn's trace
-        self.traced = False  # its spans were made (once: at its end, its discard or the session's close)
+        self.usage = Usage()  # LLM tokens, TTS characters, tools (actors/agent/usage.py)
+        self.booked = False  # its spans and usage were booked (once: at its end, its discard or the session's close)
         self.released = asyncio.Event()
         if not speculative:
             self.released.set()
@@ -168,7 +172,9 @@ class TurnHandle:
     # ------------------------------------------------------------------ scope
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         """Run ``coro`` inside this turn's cancellation scope."""
-        task = asyncio.get_running_loop().create_task(coro, name=f"{name}:turn{self.turn_id}")
+        context = contextvars.copy_context()
+        context.run(log_context, turn_id=self.turn_id)  # the turn's log lines say which turn (cluster/logs.py)
+        task = asyncio.get_running_loop().create_task(coro, name=f"{name}:turn{self.turn_id}", context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

@@ -54,9 +54,11 @@ _EVENTS = {TurnEventType.EAGER_END_OF_TURN: "eager_end_of_turn", TurnEventType.T
 
 def turn_spans(trace: SessionTrace, turn: TurnHandle, report: dict[str, Any] | None = None) -> None:
     """The spans of a turn that is over (``report``: its LatencyReport, when it has one). Once per turn."""
-    if turn.traced or not trace.on:
+    if turn.booked:
         return
-    turn.traced = True
+    turn.booked = True  # also with tracing off: Turns.closing books only a turn not booked yet
+    if not trace.on:
+        return
     now, t = trace.clock.now(), turn.timings
     attributes: dict[str, Any] = {
         "vani.turn_id": turn.turn_id,

@@ -15,6 +15,7 @@ from vani.actors.agent.context import AgentContext
 from vani.actors.agent.reply import flush_text, run_turn
 from vani.actors.agent.turn import TurnHandle, TurnKind
 from vani.actors.agent.turn_trace import turn_spans
+from vani.actors.agent.usage import SessionUsage
 from vani.actors.wire import agent as wire
 from vani.adapters.base import ChatMessage, TurnEvent
 
@@ -25,6 +26,7 @@ class Turns:
         self.next_id = 1
         # turn id -> when its last audio frame left on the link (barge-in stop latency); live turns only
         self.last_audio_sent = RecentTurns(keep=4)
+        self.usage = SessionUsage(ctx.settings, lambda: ctx.listener.audio_bytes)
 
     def start(self, user_text: str, *, speculative: bool = False, kind: TurnKind = TurnKind.REPLY) -> TurnHandle:
         """A new turn, its reply running in its own scope (one LLM stream per session at a time)."""
@@ -66,6 +68,7 @@ class Turns:
                 full_text=turn.text,
                 interrupted=turn.interrupted,
                 outcome=turn.outcome.value,
+                usage=self.usage.turn_over(turn.usage, turn.playback.audio_s).to_dict(),
             )
         )
         report = latency_report.build(turn)
@@ -75,5 +78,13 @@ class Turns:
         self.ctx.checkpoint()
 
     def discarded(self, turn: TurnHandle) -> None:
-        """A speculative turn let go: nothing of it reached the client, only its trace says it was."""
+        """A speculative turn let go: nothing of it reached the client; its trace and its LLM tokens say it was."""
+        self.usage.turn_over(turn.usage, 0.0, stt=False)
         turn_spans(self.ctx.trace, turn)
+
+    def closing(self, turn: TurnHandle | None) -> None:
+        """The session ends: the books and spans of a turn still running (once: an ended turn has them)."""
+        if turn is not None and not turn.booked:
+            self.usage.turn_over(turn.usage, turn.playback.audio_s, stt=False)
+            turn_spans(self.ctx.trace, turn)
+        self.usage.close()

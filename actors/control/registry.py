@@ -37,7 +37,7 @@ RECONCILE_EVERY_S = 2.0
 class Registry:
     def __init__(self, settings: dict[str, Any], link_secret: bytes) -> None:
         self.settings = Settings.from_dict(settings)
-        configure_logging(self.settings.log_level)
+        configure_logging(self.settings.log_level, self.settings.log_format)
         # Created by start_registry() and passed in (not made here), so a restarted registry keeps the secret its
         # hosts and the gateway replicas already hold. Only Ray calls ever carry it.
         self._link_secret = link_secret

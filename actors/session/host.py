@@ -39,7 +39,7 @@ from vani.actors.wire.protocol import Close
 from vani.actors.wire.session_request import SessionRequest
 from vani.adapters.http_client import warm_up
 from vani.cluster.config import SessionLimits, Settings
-from vani.cluster.logs import configure_logging
+from vani.cluster.logs import configure_logging, log_context
 
 # How long a connection that presents the resume token of an attached session waits for the old link to
 # close by itself before taking it over (Session.wait_link_released; docs/protocol.md "Resume").
@@ -62,10 +62,10 @@ class SessionHost:
         settings: dict[str, Any],
         link_secret: bytes,
     ):
-        configure_logging(Settings.from_dict(settings).log_level)
-        # Every session is built from the deployment's settings (given by the registry at spawn), never
-        # from what a link says; links must prove they know the deployment's secret (actors/wire/link_auth.py).
+        # Sessions are built from the deployment's settings (from the registry at spawn), never from what a
+        # link says; links must prove they know the deployment's secret (actors/wire/link_auth.py).
         self.settings = Settings.from_dict(settings)
+        configure_logging(self.settings.log_level, self.settings.log_format)
         self._link_secret = link_secret
         self.name = name
         self.registry_name = registry_name
@@ -118,16 +118,12 @@ class SessionHost:
         store = open_store(s.session_store, s.session_store_dir, s.app_name, node)
         if store is None:
             return
-        tags, m = self._tags, self._metrics.m
         self._checkpoints = Checkpointer(
             store,
             s.session_ttl_s,
             live=lambda: list(self.sessions),
-            on_error=lambda op: m.store_errors.inc(tags={**tags, "op": op}),
-            on_written=lambda n, size: (
-                m.store_writes.inc(n, tags=tags) if n else None,  # Ray's counters take > 0 only
-                m.store_bytes.inc(size, tags=tags),
-            ),
+            on_error=self._metrics.store_error,
+            on_written=self._metrics.stored,
             log_keep=s.event_log_entries if s.event_log_store else 0,
         )
         self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoints.run(), name="checkpoints")
@@ -175,6 +171,7 @@ class SessionHost:
         if opening is None:
             return
         sid, token, request, parent = opening
+        log_context(session_id=sid)  # this link's log lines, and every task its session starts (cluster/logs.py)
         if self.single_session is not None and sid != self.single_session:
             await self._refuse(ws, Close.INTERNAL, "wrong session actor")
             return
@@ -220,11 +217,11 @@ class SessionHost:
             self.sessions[sid] = session
             self._metrics.track(session)
             self._metrics.report(self.sessions)
+        log_context(trace_id=session.trace.trace_id())  # (a resumed session's)
         if session.link is not None:
-            # A client that dropped its socket and came straight back with its token can reach this host
-            # before its old link's close does (that close crosses the old gateway replica; through HAProxy
-            # a new connect takes a few ms). Give the drop a moment to be seen, so the client gets its
-            # session back as `resumed`; a link still alive after the grace is taken over (resumed: false).
+            # A client that dropped and came straight back can reach this host before its old link's close
+            # does (through HAProxy a connect takes a few ms): give the drop a moment, so the client gets
+            # `resumed`; a link still alive after the grace is taken over (resumed: false).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(session.link_released.wait(), TAKEOVER_GRACE_S)
         started = session.attach(ws)
@@ -279,7 +276,9 @@ class SessionHost:
     def _session_trace(self, sid: str, mode: str, parent: str | None) -> SessionTrace:
         """A new session's trace: a child of the client's traceparent when it sent one."""
         where = {"vani.mode": mode, "vani.node": self._node, "vani.host": self.name, "vani.app": self.settings.app_name}
-        return SessionTrace(sid, self._clock, parent=parent, attributes=where)
+        trace = SessionTrace(sid, self._clock, parent=parent, attributes=where)
+        log_context(trace_id=trace.trace_id())  # before the session starts its tasks: they inherit it
+        return trace
 
     async def _refuse(self, ws: ServerConnection, code: int, reason: str) -> None:
         with contextlib.suppress(ConnectionClosed):  # the peer may be gone already

@@ -73,6 +73,15 @@ class HostMetrics:
     def echoed(self, lateness_s: float) -> None:
         self.m.added_latency_ms.observe(lateness_s * 1000.0, tags={**self.tags, "mode": "echo"})
 
+    def stored(self, writes: int, size: int) -> None:
+        if writes:  # Ray's counters take > 0 only
+            self.m.store_writes.inc(writes, tags=self.tags)
+        if size:
+            self.m.store_bytes.inc(size, tags=self.tags)
+
+    def store_error(self, op: str) -> None:
+        self.m.store_errors.inc(tags={**self.tags, "op": op})
+
     def dropped(self, reason: str) -> None:
         self.m.frames_dropped.inc(tags={**self.tags, "reason": reason})
 

@@ -47,6 +47,11 @@ class SessionTrace:
         """Span time (epoch ns) of the session clock's ``t``."""
         return self._offset_ns + int(t * 1e9)
 
+    def trace_id(self) -> str | None:
+        """The trace's id in hex (log lines carry it), None with tracing off."""
+        sc = self.root.get_span_context()
+        return f"{sc.trace_id:032x}" if sc.is_valid else None
+
     def traceparent(self) -> str | None:
         """The root span's traceparent (the gateway's connect span joins the session's trace with it)."""
         return traceparent.of(self.root)
