@@ -197,6 +197,7 @@ class LlmToolCall:
 class LlmDone:
     finish_reason: str = "stop"  # stop | length | tool_calls | content_filter
     usage: dict[str, int] | None = None
+    retries: int = 0  # failed attempts retried before this stream (observability: the llm span)
 
 
 LlmEvent = LlmToken | LlmToolCall | LlmDone

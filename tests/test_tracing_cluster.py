@@ -78,6 +78,7 @@ async def test_one_trace_per_session_across_gateway_hosts_and_resumes(vani_clust
     assert turn.parent_id == root.span_id and turn.attributes["vani.outcome"] == "done"
     stages = sorted(x.name for x in spans if x.parent_id == turn.span_id)
     assert stages[:3] == ["llm", "llm", "tool"] and "tts" in stages
+    assert all(x.attributes["vani.retries"] == 0 for x in spans if x.name == "llm")  # from the stream's end
     (user,) = named(spans, "user_turn")
     assert [x.name for x in spans if x.parent_id == user.span_id] == ["stt"]
     assert all(0 < x.start_ns <= x.end_ns for x in spans)

@@ -62,6 +62,7 @@ async def _think(ctx: AgentContext, turn: TurnHandle, messages: list[ChatMessage
             async for ev in ctx.llm.stream(msgs, ctx.tool):
                 if isinstance(ev, LlmDone):
                     provider_usage = ev.usage
+                    stage.attributes["vani.retries"] = ev.retries
                     continue
                 if not tokens:
                     stage.events.append(("first_token", clock.now(), {}))

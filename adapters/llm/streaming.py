@@ -88,6 +88,8 @@ async def stream_sse(
                     )
             for out in parser.finish():
                 delivered = True
+                if isinstance(out, LlmDone):
+                    out.retries = attempt
                 yield out
             return
         except ProviderError as e:

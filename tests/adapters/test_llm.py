@@ -79,6 +79,7 @@ async def test_recovers_from_fault_before_first_token(llm, control, key, fault):
     assert text(events) == REPLY
     expected = 1 if fault.startswith("slow") else 2
     assert len(await requests(control, key)) == expected
+    assert [e.retries for e in events if isinstance(e, LlmDone)] == [expected - 1]  # the llm span says so
 
 
 async def test_stall_times_out_then_retries(settings, env, control, key):
