@@ -97,8 +97,16 @@ def test_vani_up_serves_and_stops_cleanly_on_ctrl_c(tmp_path, ingress):
         "PYTHONUNBUFFERED": "1",
     }
     vani = os.path.join(os.path.dirname(sys.executable), "vani")
+    # Ctrl-C reaches `vani up` even when this suite runs as a background job of a non-interactive shell,
+    # which starts it (and so every child) with SIGINT ignored.
     proc = subprocess.Popen(
-        [vani, "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [vani, "up"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     try:

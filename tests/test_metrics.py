@@ -113,7 +113,7 @@ async def tts_refused(cluster, emulator: str) -> None:
     # The LLM stream ended before the turn did: its tokens are the emulated OpenAI API's own usage field
     # (stream_options.include_usage), 10 prompt tokens a request.
     assert (usage["llm_usage"], usage["llm_prompt_tokens"]) == ("provider", 10), usage
-    assert usage["llm_completion_tokens"] > 0 and usage["tts_characters"] > 0 and usage["audio_out_s"] == 0, usage
+    assert usage["llm_completion_tokens"] > 0 and usage["tts_characters"] > 0, usage
     await c.close()
     # The host said so in a JSON line (log_format=json) that names the session, the turn and the trace.
     line = await json_log_line(cluster, lambda x: x.get("session_id") == s and "TTS failed" in x["message"])
