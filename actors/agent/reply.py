@@ -174,8 +174,9 @@ async def _speak(ctx: AgentContext, turn: TurnHandle) -> None:
         try:
             async for chunk in ctx.tts.synthesize(text, ctx.tts_options):
                 if not stage.events:
-                    stage.events.append(("first_byte", ctx.clock.now(), {}))
-                    turn.timings.tts_first_byte = turn.timings.tts_first_byte or ctx.clock.now()
+                    now = ctx.clock.now()
+                    stage.events.append(("first_byte", now, {}))
+                    turn.timings.tts_first_byte = turn.timings.tts_first_byte or now
                 ctx.watchdog.kick("tts_stall")
                 await out.add(chunk, piece)
             await out.flush(piece)

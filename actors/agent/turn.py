@@ -110,7 +110,7 @@ class TurnHandle:
         self.created = clock.now()
         self.stages: list[Stage] = []  # for the turn's trace
         self.usage = Usage()  # LLM tokens, TTS characters, tools (actors/agent/usage.py)
-        self.booked = False  # its spans and usage were booked (once: at its end, its discard or the session's close)
+        self.booked = False  # its usage and spans were booked (Turns._book: once, at its end, discard or close)
         self.released = asyncio.Event()
         if not speculative:
             self.released.set()

@@ -53,10 +53,8 @@ _EVENTS = {TurnEventType.EAGER_END_OF_TURN: "eager_end_of_turn", TurnEventType.T
 
 
 def turn_spans(trace: SessionTrace, turn: TurnHandle, report: dict[str, Any] | None = None) -> None:
-    """The spans of a turn that is over (``report``: its LatencyReport, when it has one). Once per turn."""
-    if turn.booked:
-        return
-    turn.booked = True  # also with tracing off: Turns.closing books only a turn not booked yet
+    """The spans of a turn that is over (``report``: its LatencyReport, when it has one); called once per turn
+    (``Turns._book``)."""
     if not trace.on:
         return
     now, t = trace.clock.now(), turn.timings

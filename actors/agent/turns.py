@@ -15,7 +15,7 @@ from vani.actors.agent.context import AgentContext
 from vani.actors.agent.reply import flush_text, run_turn
 from vani.actors.agent.turn import TurnHandle, TurnKind
 from vani.actors.agent.turn_trace import turn_spans
-from vani.actors.agent.usage import SessionUsage
+from vani.actors.agent.usage import SessionUsage, Usage
 from vani.actors.wire import agent as wire
 from vani.adapters.base import ChatMessage, TurnEvent
 
@@ -60,6 +60,8 @@ class Turns:
             content = f"{heard} [interrupted]".strip() if turn.interrupted else heard
             self.history.append(ChatMessage("assistant", content))
         turn.timings.interrupt_stopped = stopped_at(turn, self.last_audio_sent.get(turn.turn_id))
+        report = latency_report.build(turn)
+        usage = self._book(turn, turn.playback.audio_s, stt=True, report=report)
         self.ctx.send(
             wire.event(
                 "assistant.message",
@@ -68,23 +70,29 @@ class Turns:
                 full_text=turn.text,
                 interrupted=turn.interrupted,
                 outcome=turn.outcome.value,
-                usage=self.usage.turn_over(turn.usage, turn.playback.audio_s).to_dict(),
+                usage=usage.to_dict(),
             )
         )
-        report = latency_report.build(turn)
         self.ctx.send(wire.dumps(report))
         latency_report.record(report, turn, self.ctx.settings)
-        turn_spans(self.ctx.trace, turn, report)
         self.ctx.checkpoint()
 
     def discarded(self, turn: TurnHandle) -> None:
         """A speculative turn let go: nothing of it reached the client; its trace and its LLM tokens say it was."""
-        self.usage.turn_over(turn.usage, 0.0, stt=False)
-        turn_spans(self.ctx.trace, turn)
+        self._book(turn, 0.0, stt=False)
 
     def closing(self, turn: TurnHandle | None) -> None:
-        """The session ends: the books and spans of a turn still running (once: an ended turn has them)."""
-        if turn is not None and not turn.booked:
-            self.usage.turn_over(turn.usage, turn.playback.audio_s, stt=False)
-            turn_spans(self.ctx.trace, turn)
+        """The session ends: the books and spans of a turn still running, then the STT seconds left."""
+        if turn is not None:
+            self._book(turn, turn.playback.audio_s, stt=False)
         self.usage.close()
+
+    def _book(self, turn: TurnHandle, audio_out_s: float, *, stt: bool, report: dict | None = None) -> Usage:
+        """A turn that is over, booked once (its end, its discard or the session's close, whichever is first):
+        its usage into the session's totals and counters, its spans to the trace."""
+        if turn.booked:
+            return turn.usage
+        turn.booked = True
+        usage = self.usage.turn_over(turn.usage, audio_out_s, stt=stt)
+        turn_spans(self.ctx.trace, turn, report)
+        return usage
