@@ -124,19 +124,25 @@ async def test_client_close_ends_the_session_with_1000(vani_cluster):
 async def test_admission_is_atomic_under_a_burst(vani_cluster):
     url = vani_cluster.url("strict")  # max 30 sessions
     await asyncio.sleep(3)  # let sessions of earlier tests on this app expire (2 s TTL)
+    # 200 handshakes at once through one replica on a shared 2-core box: the test is about what each one
+    # is answered, not how fast, so each may wait long for its answer (10 s was missed by 3 in one CI run).
     results = await asyncio.gather(
-        *(VaniSession.connect(url, sid(), token=STRICT_KEY) for _ in range(200)), return_exceptions=True
+        *(VaniSession.connect(url, sid(), token=STRICT_KEY, open_timeout=60) for _ in range(200)),
+        return_exceptions=True,
     )
     admitted = [r for r in results if isinstance(r, VaniSession)]
-    refused = [r for r in results if isinstance(r, SessionRefused)]
-    assert len(admitted) + len(refused) == 200, [r for r in results if not isinstance(r, VaniSession | SessionRefused)]
-    assert len(admitted) == 30
-    assert all(r.code == 1013 and "try again later" in r.reason for r in refused)
-    async with httpx.AsyncClient() as http:
-        status = (await http.get(f"{vani_cluster.http_url('strict')}/v1/status?token={STRICT_KEY}")).json()
-    assert status["sessions"] == 30
-    for s in admitted:
-        await s.close()
+    try:
+        refused = [r for r in results if isinstance(r, SessionRefused)]
+        others = [r for r in results if not isinstance(r, VaniSession | SessionRefused)]
+        assert len(admitted) + len(refused) == 200, others
+        assert len(admitted) == 30
+        assert all(r.code == 1013 and "try again later" in r.reason for r in refused)
+        async with httpx.AsyncClient() as http:
+            status = (await http.get(f"{vani_cluster.http_url('strict')}/v1/status?token={STRICT_KEY}")).json()
+        assert status["sessions"] == 30
+    finally:  # a failure here must not leave the app full for the tests after it
+        for s in admitted:
+            await s.close()
     await asyncio.sleep(0.5)
     again = await VaniSession.connect(url, sid(), token=STRICT_KEY)  # capacity came back
     await again.close()
@@ -159,7 +165,7 @@ async def test_sessions_spread_over_both_nodes(vani_cluster):
 
 async def test_actor_mode_one_detached_actor_per_session(vani_cluster):
     url = vani_cluster.url("actor")
-    s = await VaniSession.connect(url, sid())
+    s = await VaniSession.connect(url, sid(), open_timeout=60)  # a new actor (a process) per session
     await echo_n(s, 0, 3)
     name = f"actor-session-{s.session_id}"
     actor = ray.get_actor(name, namespace="vani")
@@ -178,8 +184,8 @@ async def test_actor_mode_one_detached_actor_per_session(vani_cluster):
 
 async def test_actor_crash_closes_only_its_client(vani_cluster):
     url = vani_cluster.url("actor")
-    victim = await VaniSession.connect(url, sid())
-    bystander = await VaniSession.connect(url, sid())
+    victim = await VaniSession.connect(url, sid(), open_timeout=60)  # a new actor (a process) per session
+    bystander = await VaniSession.connect(url, sid(), open_timeout=60)
     await echo_n(victim, 0, 2)
     await echo_n(bystander, 0, 2)
     ray.kill(ray.get_actor(f"actor-session-{victim.session_id}", namespace="vani"), no_restart=True)
