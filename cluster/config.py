@@ -117,6 +117,14 @@ class Settings:
     provider_connect_timeout_s: float = 5.0
     provider_read_timeout_s: float = 10.0  # a stream silent this long is stalled
     tts_first_byte_timeout_s: float = 3.0  # past this the fallback tts takes over
+    # The embedded offline models (adapters/local/, README "Embedded offline default"):
+    # Whisper decodes a turn in a window this long (a longer turn: its length + 1 s), not 30 s: ~3x less work
+    # (adapters/local/whisper_final.py); 0 = faster-whisper's 30 s window.
+    local_whisper_window_s: float = 10.0
+    # End of turn (adapters/local/turn_machine.py): Smart Turn's verdict at a pause ramps to 1.0 over this much
+    # more silence; a turn whose transcript ends no sentence counts at most open_sentence_cap before the ramp.
+    local_turn_silence_ramp_ms: int = 2000
+    local_turn_open_sentence_cap: float = 0.3
     # --- end providers ---------------------------------------------------------------------
     # --- agent engine (actors/agent/engine.py) -----------------------------------------------------
     # "agent" (STT -> LLM -> TTS voice agent), "echo" (the echo engine). WS /v2/flux/{id}

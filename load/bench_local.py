@@ -9,8 +9,13 @@ machine sustains. Prints a table and writes load/results/bench_local.json.
 Latencies are measured with audio paced at real time in 80 ms chunks, on the wall clock, from the
 moment the audio an event refers to was sent: partial latency = Update arrival - send time of its
 ``audio_window_end``; end-of-turn latency = EndOfTurn arrival - send time of the end of the speech
-(includes the silence the turn detector needs); final-transcript latency = EndOfTurn arrival - send
-time of its ``audio_window_end`` (the inference after the decision, mostly Whisper).
+(the last 10 ms louder than -45 dBFS, not the file's end; includes the silence the turn detector
+needs); final-transcript latency = EndOfTurn arrival - send time of its ``audio_window_end`` (the
+inference after the decision).
+
+False cut-offs: every clip of ``load/pause_set.py`` (the recordings with 0.3-0.9 s of silence put
+between two words inside a sentence) is fed through a stream; a cut-off is an EndOfTurn before the
+speech resumes.
 """
 
 from __future__ import annotations
@@ -33,8 +38,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from load.pause_set import PausedClip  # noqa: E402
+from load.pause_set import build as build_pause_set  # noqa: E402
+from load.report import machine  # noqa: E402
 from tests.support.flux_rules import check_flux_order  # noqa: E402
 from tests.support.wer import wer, words  # noqa: E402
+from vani.actors.agent.chunker import SpeakableChunker  # noqa: E402
 from vani.adapters.base import SttOptions, TtsOptions, TurnEventType  # noqa: E402
 from vani.adapters.local import inference_pool  # noqa: E402
 from vani.adapters.local.stt import LocalStt  # noqa: E402
@@ -55,13 +64,21 @@ def gap(s: float) -> bytes:
     return bytes(2 * int(s * 16000))
 
 
+def speech_end_s(pcm: bytes, floor_db: float = -45.0) -> float:
+    """End of the last 10 ms louder than ``floor_db`` dBFS (a file may end in silence)."""
+    a = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    frames = a[: len(a) // 160 * 160].reshape(-1, 160)
+    loud = np.nonzero(np.sqrt((frames**2).mean(axis=1)) > 32768 * 10 ** (floor_db / 20))[0]
+    return float((loud[-1] + 1) * 0.01)
+
+
 def script(names: list[str], pause: float = 3.0) -> tuple[bytes, list[tuple[str, float]]]:
     """All files with pauses between; returns audio and (name, speech end in s) per file."""
     pcm, ends = gap(0.5), []
     for n in names:
-        pcm += read(n)
-        ends.append((n, len(pcm) / 32000))
-        pcm += gap(pause)
+        speech = read(n)
+        ends.append((n, len(pcm) / 32000 + speech_end_s(speech)))
+        pcm += speech + gap(pause)
     return pcm, ends
 
 
@@ -134,6 +151,7 @@ async def bench_stt(stt: LocalStt, names: list[str]) -> dict:
         "violations": r["violations"],
         "partial_latency_p50_s": round(pct(r["partial_lag"], 50), 3),
         "partial_latency_p95_s": round(pct(r["partial_lag"], 95), 3),
+        "eot_latency_s": [round(x, 3) for x in r["eot_latency"]],
         "eot_latency_p50_s": round(pct(r["eot_latency"], 50), 3),
         "eot_latency_max_s": round(max(r["eot_latency"] or [float("nan")]), 3),
         "final_latency_p50_s": round(pct(r["final_latency"], 50), 3),
@@ -156,7 +174,85 @@ async def bench_tts(provider, runs: int = 3) -> dict:
         total = time.perf_counter() - t0
         ttfa.append(first or float("nan"))
         rtf.append(total / (n / 2 / 24000))
-    return {"ttfa_s": round(statistics.median(ttfa), 3), "rtf": round(statistics.median(rtf), 3)}
+    # What the pipeline sends TTS first: the chunker's first speakable piece of the reply.
+    piece, words = first_piece(REPLY)
+    piece_ttfa = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        async for _c in provider.synthesize(piece, TtsOptions(sample_rate=24000)):
+            piece_ttfa.append(time.perf_counter() - t0)
+            break
+    return {
+        "ttfa_s": round(statistics.median(ttfa), 3),
+        "rtf": round(statistics.median(rtf), 3),
+        "first_piece": piece,
+        "first_piece_words": words,
+        "first_piece_ttfa_s": round(statistics.median(piece_ttfa), 3),
+    }
+
+
+def first_piece(reply: str) -> tuple[str, int]:
+    """The first piece the agent's chunker cuts from ``reply`` fed word by word, and its word count."""
+    chunker = SpeakableChunker()
+    for i, word in enumerate(reply.split(" "), start=1):
+        pieces = chunker.feed(word if i == 1 else " " + word)
+        if pieces:
+            return pieces[0], i
+    return reply, len(reply.split())
+
+
+def first_audio(eot_s: list[float], tts: dict, token_delay_s: float = 0.02) -> dict:
+    """First assistant audio after the end of speech, composed from measured parts: the turn's end (each
+    measured turn), the reply engine's word pacing up to the first piece, and TTS's first audio for it.
+    The local reply engine itself takes no measurable time; the host's hops add ~1-2 ms (bench_rtt)."""
+    xs = [e + tts["first_piece_words"] * token_delay_s + tts["first_piece_ttfa_s"] for e in eot_s]
+    return {"p50_s": round(pct(xs, 50), 3), "p95_s": round(pct(xs, 95), 3), "composed": True}
+
+
+async def cut_off(stt: LocalStt, clip: PausedClip) -> dict:
+    """One paused clip, fed as fast as the stream takes it (decisions are on the audio clock)."""
+    lead = 0.5
+    pcm = gap(lead) + clip.pcm() + gap(2.5)
+    stream = await stt.open(f"pause-{clip.name}-{clip.cut_s}-{clip.pause_s}", SttOptions())
+    events = []
+
+    async def reader() -> None:
+        async for ev in stream.events():
+            events.append(ev)
+
+    task = asyncio.create_task(reader())
+    for i in range(0, len(pcm), CHUNK):
+        await stream.send_audio(pcm[i : i + CHUNK])
+    await stream.close()
+    await task
+    ends = [e for e in events if e.event is TurnEventType.END_OF_TURN]
+    resumed_at = lead + clip.cut_s + clip.pause_s
+    cut = bool(ends) and ends[0].audio_window_end < resumed_at
+    return {"name": clip.name, "cut_s": clip.cut_s, "pause_s": clip.pause_s, "before": clip.before, "cut": cut}
+
+
+async def bench_pauses(stt: LocalStt) -> dict:
+    clips = build_pause_set()
+    gate = asyncio.Semaphore(2)  # two streams at once: the heavy lane has two workers
+
+    async def one(c: PausedClip) -> dict:
+        async with gate:
+            return await cut_off(stt, c)
+
+    rows = await asyncio.gather(*(one(c) for c in clips))
+    by_pause = {
+        str(p): round(
+            sum(r["cut"] for r in rows if r["pause_s"] == p) / max(1, sum(r["pause_s"] == p for r in rows)), 3
+        )
+        for p in sorted({r["pause_s"] for r in rows})
+    }
+    return {
+        "pauses": len(rows),
+        "cut_offs": sum(r["cut"] for r in rows),
+        "rate": round(sum(r["cut"] for r in rows) / max(1, len(rows)), 3),
+        "rate_by_pause_s": by_pause,
+        "cut": [f"{r['name']} +{r['pause_s']} s after ...{r['before'][-40:]}" for r in rows if r["cut"]],
+    }
 
 
 async def bench_concurrency(stt: LocalStt, max_sessions: int) -> list[dict]:
@@ -201,16 +297,40 @@ async def main() -> None:
     ap.add_argument("--max-sessions", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="skip the concurrency sweep")
     ap.add_argument("--no-partials", action="store_true", help="local_partial_decoders=0 (no pocketsphinx)")
+    ap.add_argument("--no-pauses", action="store_true", help="skip the false cut-off set")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a local_* setting, e.g. local_whisper_window_s=0",
+    )
+    ap.add_argument("--out", default="", help="result file name under load/results/ (default bench_local)")
     args = ap.parse_args()
-    settings = SimpleNamespace(local_partial_decoders=0) if args.no_partials else None
-    out: dict = {"cores": os.cpu_count(), "lanes": inference_pool.sizes(), "partials": not args.no_partials}
+    overrides: dict = {"local_partial_decoders": 0} if args.no_partials else {}
+    for kv in args.set:
+        key, _, value = kv.partition("=")
+        overrides[key] = float(value)
+    settings = SimpleNamespace(**overrides) if overrides else None
+    out: dict = {
+        "machine": machine(),
+        "cores": os.cpu_count(),
+        "lanes": inference_pool.sizes(),
+        "partials": not args.no_partials,
+        "settings": overrides,
+    }
     t0 = time.perf_counter()
     stt = LocalStt(settings)
     await stt.warm_up()
     out["stt_load_s"] = round(time.perf_counter() - t0, 2)
     out["stt"] = await bench_stt(stt, [n for n in REFS])
     out["rss_after_stt_mb"] = round(rss_mb())
+    if not args.no_pauses:
+        t1 = time.perf_counter()
+        out["pauses"] = await bench_pauses(stt)
+        out["pauses"]["wall_s"] = round(time.perf_counter() - t1, 1)
     out["tts_piper"] = await bench_tts(PiperTts(None))
+    out["first_audio"] = first_audio(out["stt"]["eot_latency_s"], out["tts_piper"])
     out["tts_espeak"] = await bench_tts(EspeakTts(None))
     out["rss_after_tts_mb"] = round(rss_mb())
     if not args.quick:
@@ -226,7 +346,22 @@ async def main() -> None:
         ("end-of-turn latency p50 / max (from speech end)", f"{s['eot_latency_p50_s']} / {s['eot_latency_max_s']} s"),
         ("final-transcript latency p50 / max", f"{s['final_latency_p50_s']} / {s['final_latency_max_s']} s"),
         ("STT RTF (fed as fast as possible)", s["stt_rtf"]),
+        (
+            "first audio after speech end p50 / p95 (composed: EOT + reply pacing + Piper first piece)",
+            f"{out['first_audio']['p50_s']} / {out['first_audio']['p95_s']} s",
+        ),
+        (
+            "false cut-offs (mid-sentence pauses 0.3-0.9 s)",
+            "skipped"
+            if "pauses" not in out
+            else f"{out['pauses']['cut_offs']} / {out['pauses']['pauses']} = {out['pauses']['rate']} "
+            f"{out['pauses']['rate_by_pause_s']}",
+        ),
         ("TTS Piper time to first audio / RTF", f"{out['tts_piper']['ttfa_s']} s / {out['tts_piper']['rtf']}"),
+        (
+            "TTS Piper first audio of the first piece",
+            f"{out['tts_piper']['first_piece_ttfa_s']} s ({out['tts_piper']['first_piece']!r})",
+        ),
         ("TTS espeak-ng time to first audio / RTF", f"{out['tts_espeak']['ttfa_s']} s / {out['tts_espeak']['rtf']}"),
         ("model load (STT warm-up)", f"{out['stt_load_s']} s"),
         ("max RSS (all models, 1 process)", f"{out['max_rss_mb']} MB"),
@@ -236,9 +371,10 @@ async def main() -> None:
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k:<{w}}  {v}")
-    path = ROOT / "load" / "results" / ("bench_local_no_partials.json" if args.no_partials else "bench_local.json")
+    name = args.out or ("bench_local_no_partials" if args.no_partials else "bench_local")
+    path = ROOT / "load" / "results" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+    path.write_text(json.dumps(out, indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
     print(f"\nwrote {path}")
 
 

@@ -103,6 +103,7 @@ class LocalSttStream:
                 eot_timeout_ms=options.eot_timeout_ms,
                 vad_threshold=float(getattr(settings, "local_vad_threshold", 0.5) or 0.5),
                 silence_ramp_ms=int(getattr(settings, "local_turn_silence_ramp_ms", 2000) or 2000),
+                open_sentence_cap=float(getattr(settings, "local_turn_open_sentence_cap", 0.3)),
             )
         )
         self._cmds: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -224,6 +225,7 @@ class LocalSttStream:
     async def _observe(self, obs: Observation) -> None:
         pending: deque[Observation] = deque([obs])
         while pending:
+            needs: list[NeedScore | NeedTranscript] = []
             for action in self.machine.decide(pending.popleft()):
                 match action:
                     case Emit():
@@ -235,15 +237,19 @@ class LocalSttStream:
                         self._partial_cmds.put_nowait(("begin", self.machine.turn_index))
                         for f in self._turn_audio:
                             self._partial_cmds.put_nowait(("audio", f))
-                    case NeedScore():
-                        p = await inference_pool.run("heavy", self._turns.probability, self._audio())
-                        pending.append(Score(p))
-                    case NeedTranscript():
-                        text, words = await inference_pool.run("heavy", self._whisper.transcribe, self._speech_audio())
-                        pending.append(Transcript(text, words, action.purpose, action.trigger))
+                    case NeedScore() | NeedTranscript():
+                        needs.append(action)
                     case FinishTurn():
                         self._turn_audio, self._turn_speech = [], []
                         self._partial_cmds.put_nowait(("end", None))
+            # Any inference asked for together runs side by side on the heavy lane; results come back in order.
+            pending.extend(await asyncio.gather(*(self._infer(need) for need in needs)))
+
+    async def _infer(self, need: NeedScore | NeedTranscript) -> Observation:
+        if isinstance(need, NeedScore):
+            return Score(await inference_pool.run("heavy", self._turns.probability, self._audio()))
+        text, words = await inference_pool.run("heavy", self._whisper.transcribe, self._speech_audio())
+        return Transcript(text, words, need.purpose, need.trigger)
 
     def _audio(self) -> np.ndarray:
         return np.concatenate(self._turn_audio) if self._turn_audio else np.zeros(0, np.float32)

@@ -5,6 +5,18 @@ frame, a Smart Turn score, a Whisper transcript, a ForceEndTurn) and returns act
 awaits and never touches a model. The stream driver executes the actions (runs the models off the
 event loop) and feeds their results back as observations, so every event is timed on the audio
 clock and ordering does not depend on how long inference takes.
+
+**Two looks per pause, the second only when needed.** When a pause reaches ``first_score_ms`` the
+machine asks Smart Turn for its verdict. When that verdict (ramped by the silence) first reaches a
+threshold, it asks Whisper for the transcript of the turn so far, once per pause, and decides with
+both: the transcript it decided on *is* the final one (the pause only adds silence), so the EndOfTurn
+needs no Whisper call after the decision, and a pause Smart Turn rates as mid-turn costs no Whisper
+call at all (the driver awaits each inference, so the audio behind it waits). The two signals check
+each other: a transcript that does not end a sentence (Whisper writes ``.``, ``?`` or ``!`` after a
+complete one, nothing or ``...`` after many fragments; and no statement ends on "the", "to" or "his")
+caps Smart Turn's verdict at ``open_sentence_cap``,
+so "I would like to book a" waits for the silence ramp however final it sounded. Eager mode
+(EagerEndOfTurn) goes by Smart Turn alone: it is speculation, and a resumed turn takes it back.
 """
 
 from __future__ import annotations
@@ -37,6 +49,8 @@ class TurnConfig:
     # model's value to 1.0 over silence_ramp_ms (like Flux's rising end_of_turn_confidence), and
     # eot_timeout_ms stays the hard stop.
     silence_ramp_ms: int = 2000
+    # Smart Turn's verdict on a turn whose transcript does not end a sentence is at most this.
+    open_sentence_cap: float = 0.3
     update_interval_s: float = 0.25  # Flux: an Update about every 0.25 s of audio
 
 
@@ -58,8 +72,8 @@ class Score:
 class Transcript:
     text: str
     words: list[Word]
-    purpose: str  # "eager" | "final"
-    trigger: str | None = None  # for "final": model | manual | timeout
+    purpose: str  # "pause" (the turn so far, at a pause) | "final" (asked to end the turn now)
+    trigger: str | None = None  # for "final": manual | timeout
 
 
 @dataclass
@@ -107,6 +121,28 @@ class FinishTurn:
 
 Action = Emit | BeginTurn | NeedScore | NeedTranscript | FinishTurn
 
+SENTENCE_END = (".", "?", "!")
+_CLOSERS = "\"')]\u201d\u2019"
+
+
+# Words a statement does not end on (articles, possessives, conjunctions, most prepositions, degree words):
+# Whisper puts a full stop after whatever it heard last, so "in his." is still a fragment. Verbs and
+# pronouns stay out ("than he was.", "yes I might."); a question may end on a preposition ("who for?").
+OPEN_ENDINGS = frozenset(
+    """a an the my your his her its our their to of in at for with from by into onto than and or but nor
+    because if unless although though while whether so very rather quite""".split()
+)
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether Whisper wrote the transcript as a finished sentence: ``.``, ``?`` or ``!`` after a word that
+    can end one (``...`` and "... to the." are unfinished)."""
+    t = text.rstrip().rstrip(_CLOSERS)
+    if not t.endswith(SENTENCE_END) or t.endswith(".."):
+        return False
+    last = t.rstrip(".?!").rsplit(None, 1)[-1:] or [""]
+    return not t.endswith(".") or last[0].lower().strip(",;:-") not in OPEN_ENDINGS
+
 
 @dataclass
 class TurnMachine:
@@ -120,7 +156,11 @@ class TurnMachine:
     speech_run: int = 0  # consecutive speech frames
     silence_ms: float = 0.0  # silence since the last speech frame of this turn
     base_probability: float | None = None  # Smart Turn's verdict for the current pause
-    eager_tried: bool = False  # an eager transcript was already attempted in this pause
+    score_asked: bool = False  # Smart Turn was asked for this pause's verdict
+    text_asked: bool = False  # Whisper was asked for the turn's transcript at this pause
+    pause_text: str | None = None  # Whisper's transcript of the turn at this pause (None: not in yet)
+    pause_words: list[Word] = field(default_factory=list)
+    eager_tried: bool = False  # EagerEndOfTurn was already considered in this pause
     last_event_t: float = 0.0
     last_probability: float = 0.0
     eager_text: str = ""
@@ -145,6 +185,8 @@ class TurnMachine:
                     return []  # Flux answers with a Warning, not a TurnInfo
                 if self.phase is Phase.AWAITING_END:
                     return self._end("manual", self.eager_text, self.eager_words)
+                if self.pause_text is not None:  # nothing but silence since the pause's transcript
+                    return self._end("manual", self.pause_text, self.pause_words)
                 return [NeedTranscript("final", "manual")]
         raise TypeError(f"unknown observation {obs!r}")
 
@@ -185,75 +227,95 @@ class TurnMachine:
         if self.silence_ms >= cfg.eot_timeout_ms:
             if self.phase is Phase.AWAITING_END:
                 return out + self._end("timeout", self.eager_text, self.eager_words)
+            if self.pause_text is not None:
+                return out + self._end("timeout", self.pause_text, self.pause_words)
             return [*out, NeedTranscript("final", "timeout")]
         if not speech and self.silence_ms >= cfg.first_score_ms:
-            if self.base_probability is None:
+            if not self.score_asked:
+                self.score_asked = True
                 out.append(NeedScore())
+            elif self._pause_known():
+                out += self._check()
             else:
-                out += self._check(self._ramped())
+                out += self._maybe_ask_text()
         return out
 
     def _new_pause(self) -> None:
         self.silence_ms = 0.0
         self.base_probability = None
+        self.score_asked = self.text_asked = False
+        self.pause_text, self.pause_words = None, []
         self.eager_tried = False
 
-    def _ramped(self) -> float:
-        p0 = self.base_probability or 0.0
+    def _pause_known(self) -> bool:
+        return self.base_probability is not None and self.pause_text is not None
+
+    def _ramped(self, p0: float) -> float:
         ramp = max(1.0, float(self.config.silence_ramp_ms))
         frac = min(1.0, max(0.0, self.silence_ms - self.config.first_score_ms) / ramp)
         return p0 + (1.0 - p0) * frac
 
     def _on_score(self, p: float) -> list[Action]:
         self.base_probability = p
-        return self._check(p)
+        return self._check() if self._pause_known() else self._maybe_ask_text()
 
-    def _check(self, p: float) -> list[Action]:
+    def _maybe_ask_text(self) -> list[Action]:
+        """Whisper is asked once per pause, when Smart Turn (ramped) first reaches a threshold: a pause that
+        Smart Turn rates as mid-turn costs no Whisper call, and inference never holds up the audio for long."""
         cfg = self.config
+        if self.text_asked or self.base_probability is None:
+            return []
+        reach = min(cfg.eot_threshold, cfg.eager_eot_threshold if self.eager_mode else 1.0)  # type: ignore[type-var]
+        if self._ramped(self.base_probability) < reach:
+            return []
+        self.text_asked = True
+        return [NeedTranscript("pause")]
+
+    def _check(self) -> list[Action]:
+        """The pause's verdict (Smart Turn ramped by silence, capped by an open sentence) against the thresholds."""
+        cfg = self.config
+        raw = self.base_probability or 0.0
+        text = self.pause_text or ""
+        capped = raw if ends_sentence(text) else min(raw, cfg.open_sentence_cap)
+        p = self._ramped(capped)
         self.last_probability = p
         model_may_end = cfg.eot_threshold < 1.0  # Flux: 1.0 = only ForceEndTurn (or the timeout) ends
-        if self.phase is Phase.ONGOING:
-            if model_may_end and p >= cfg.eot_threshold:
-                return [NeedTranscript("final", "model")]
-            if self.eager_mode and not self.eager_tried and p >= (cfg.eager_eot_threshold or 1.0):
-                self.eager_tried = True
-                return [NeedTranscript("eager")]
-        elif self.phase is Phase.AWAITING_END and model_may_end and p >= cfg.eot_threshold:
-            return self._end("model", self.eager_text, self.eager_words)
+        if self.phase is Phase.AWAITING_END:
+            return (
+                self._end("model", self.eager_text, self.eager_words)
+                if model_may_end and p >= cfg.eot_threshold
+                else []
+            )
+        if model_may_end and p >= cfg.eot_threshold:
+            return self._eager_first(text) + self._end("model", text, self.pause_words)
+        eager = self._ramped(raw)
+        if self.eager_mode and not self.eager_tried and eager >= (cfg.eager_eot_threshold or 1.0) and text:
+            # Flux never sends an empty EagerEndOfTurn: an empty transcript waits for more evidence.
+            self.eager_tried = True
+            self.phase = Phase.AWAITING_END
+            self.eager_text, self.eager_words = text, list(self.pause_words)
+            return [self._eager_event(text, self.pause_words)]
         return []
+
+    def _eager_first(self, text: str) -> list[Action]:
+        # Eager clients start the LLM on EagerEndOfTurn; never make them miss it.
+        return [self._eager_event(text, self.pause_words)] if self.eager_mode and text else []
+
+    def _eager_event(self, text: str, words: list[Word]) -> Emit:
+        return self._emit(
+            TurnEventType.EAGER_END_OF_TURN, transcript=text, words=list(words), confidence=self.last_probability
+        )
 
     def _on_transcript(self, t: Transcript) -> list[Action]:
         if self.phase is Phase.INITIAL:
             return []
         text = t.text.strip()
-        if t.purpose == "eager":
-            if self.phase is not Phase.ONGOING or not text:
-                return []  # Flux never sends an empty EagerEndOfTurn; wait for more evidence
-            self.phase = Phase.AWAITING_END
-            self.eager_text, self.eager_words = text, list(t.words)
-            return [
-                self._emit(
-                    TurnEventType.EAGER_END_OF_TURN,
-                    transcript=text,
-                    words=list(t.words),
-                    confidence=self.last_probability,
-                )
-            ]
+        if t.purpose == "pause":
+            self.pause_text, self.pause_words = text, list(t.words)
+            return self._check() if self._pause_known() else []
         if self.phase is Phase.AWAITING_END:  # the eager transcript stands (Flux rule)
-            return self._end(t.trigger or "model", self.eager_text, self.eager_words)
-        out: list[Action] = []
-        if self.eager_mode and t.trigger == "model" and text:
-            # Eager clients start the LLM on EagerEndOfTurn; never make them miss it.
-            self.eager_text, self.eager_words = text, list(t.words)
-            out.append(
-                self._emit(
-                    TurnEventType.EAGER_END_OF_TURN,
-                    transcript=text,
-                    words=list(t.words),
-                    confidence=self.last_probability,
-                )
-            )
-        return out + self._end(t.trigger or "model", text, list(t.words))
+            return self._end(t.trigger or "manual", self.eager_text, self.eager_words)
+        return self._end(t.trigger or "manual", text, list(t.words))
 
     def _end(self, trigger: str, text: str, words: list[Word]) -> list[Action]:
         ev = self._emit(

@@ -6,6 +6,7 @@ from tests.support.flux_rules import check_flux_order
 from vani.adapters.base import TurnEvent, TurnEventType
 from vani.adapters.local.turn_machine import (
     FRAME_S,
+    BeginTurn,
     Emit,
     ForceEnd,
     Frame,
@@ -16,6 +17,7 @@ from vani.adapters.local.turn_machine import (
     Transcript,
     TurnConfig,
     TurnMachine,
+    ends_sentence,
 )
 
 E = TurnEventType
@@ -85,7 +87,7 @@ def frames(speech_s: float, silence_s: float) -> list[float]:
 
 def test_machine_confident_end_and_index():
     m = TurnMachine(TurnConfig())
-    out = drive(m, frames(1.0, 0.5) + frames(1.0, 0.5), score=0.95, text="book a table")
+    out = drive(m, frames(1.0, 0.5) + frames(1.0, 0.5), score=0.95, text="Book a table.")
     kinds = [e.event for e in out if e.event is not E.UPDATE]
     assert kinds == [E.START_OF_TURN, E.END_OF_TURN, E.START_OF_TURN, E.END_OF_TURN]
     assert [e.trigger for e in out if e.event is E.END_OF_TURN] == ["model", "model"]
@@ -123,3 +125,98 @@ def test_eot_threshold_one_means_never_by_model():
     m = TurnMachine(TurnConfig(eot_threshold=1.0, eot_timeout_ms=3000, silence_ramp_ms=100))
     out = drive(m, frames(0.5, 2.5), score=1.0, text="x")
     assert not any(e.event is E.END_OF_TURN for e in out)
+
+
+def test_a_pause_asks_smart_turn_then_whisper_once_and_the_end_needs_no_more_whisper():
+    m = TurnMachine(TurnConfig())
+    asked: list[object] = []
+    out: list[Emit] = []
+    for i, p in enumerate(frames(1.0, 0.5)):
+        pending = [Frame((i + 1) * FRAME_S, p)]
+        while pending:
+            acts = m.decide(pending.pop(0))
+            needs = [a for a in acts if isinstance(a, NeedScore | NeedTranscript)]
+            asked += needs
+            out += [a for a in acts if isinstance(a, Emit)]
+            for a in needs:
+                pending.append(Score(0.9) if isinstance(a, NeedScore) else Transcript("Hello there.", [], a.purpose))
+    assert [type(a) for a in asked] == [NeedScore, NeedTranscript] and asked[1].purpose == "pause"
+    end = [e for e in out if e.event is E.END_OF_TURN]
+    assert [(e.transcript, e.trigger) for e in end] == [("Hello there.", "model")]
+
+
+def test_a_pause_smart_turn_rates_mid_turn_costs_no_whisper_call():
+    m = TurnMachine(TurnConfig(silence_ramp_ms=60000))
+    asked = []
+    for i, p in enumerate(frames(1.0, 0.6) + frames(1.0, 0.6)):
+        pending = [Frame((i + 1) * FRAME_S, p)]
+        while pending:
+            for a in m.decide(pending.pop(0)):
+                if isinstance(a, NeedScore | NeedTranscript):
+                    asked.append(a)
+                    pending.append(Score(0.2) if isinstance(a, NeedScore) else Transcript("x", [], a.purpose))
+    assert [type(a) for a in asked] == [NeedScore, NeedScore]  # one look per pause, no transcript
+
+
+def test_an_open_sentence_holds_a_confident_smart_turn_until_the_ramp():
+    cfg = TurnConfig(silence_ramp_ms=1000, open_sentence_cap=0.3)
+    # Smart Turn says 0.95, but Whisper heard "I would like to book a": no end 0.5 s into the pause...
+    held = drive(TurnMachine(cfg), frames(1.0, 0.5), score=0.95, text="I would like to book a")
+    assert not [e for e in held if e.event is E.END_OF_TURN]
+    # ...while the ramp (0.3 -> 1.0 over 1 s after the first look) still ends it in a long silence.
+    late = drive(TurnMachine(cfg), frames(1.0, 1.5), score=0.95, text="I would like to book a")
+    end = [e for e in late if e.event is E.END_OF_TURN]
+    assert len(end) == 1 and end[0].end - 1.0 >= 0.2 + 0.55  # 0.7 needs (0.7-0.3)/0.7 of the ramp
+    # The same verdict on a finished sentence ends the turn at the first look.
+    done = drive(TurnMachine(cfg), frames(1.0, 0.5), score=0.95, text="I would like to book a table.")
+    end = [e for e in done if e.event is E.END_OF_TURN]
+    assert len(end) == 1 and end[0].end - 1.0 < 0.3
+
+
+def test_eager_goes_by_smart_turn_alone_and_the_end_keeps_its_transcript():
+    m = TurnMachine(TurnConfig(eager_eot_threshold=0.5, silence_ramp_ms=1000))
+    out = drive(m, frames(1.0, 1.5), score=0.9, text="a table for two")
+    kinds = [(e.event, e.transcript) for e in out if e.event is not E.UPDATE]
+    assert kinds == [
+        (E.START_OF_TURN, None),
+        (E.EAGER_END_OF_TURN, "a table for two"),
+        (E.END_OF_TURN, "a table for two"),
+    ]
+    assert check_flux_order(as_events(out), max_update_gap_s=0.3) == []
+
+
+def test_force_end_and_timeout_in_a_pause_reuse_its_transcript():
+    m = TurnMachine(TurnConfig(silence_ramp_ms=60000))
+    drive(m, frames(0.5, 0.4), score=0.95, text="so")  # Whisper asked (0.95), "so" holds the end
+    acts = m.decide(ForceEnd(1.0))
+    assert [(a.event, a.transcript, a.trigger) for a in acts if isinstance(a, Emit)] == [
+        (E.END_OF_TURN, "so", "manual")
+    ]
+    m2 = TurnMachine(TurnConfig(eot_timeout_ms=800, silence_ramp_ms=60000))  # 0.95 then "so": held to the timeout
+    asked = []
+
+    def answer(a):
+        asked.append(a)
+        return Score(0.95) if isinstance(a, NeedScore) else Transcript("so", [], a.purpose, a.trigger)
+
+    out = []
+    for i, p in enumerate(frames(0.5, 1.0)):
+        pending = [Frame((i + 1) * FRAME_S, p)]
+        while pending:
+            for a in m2.decide(pending.pop(0)):
+                if isinstance(a, Emit):
+                    out.append(a)
+                elif not isinstance(a, BeginTurn):
+                    pending.append(answer(a)) if isinstance(a, NeedScore | NeedTranscript) else None
+    assert [e.trigger for e in out if e.event is E.END_OF_TURN] == ["timeout"]
+    assert [getattr(a, "purpose", "score") for a in asked] == ["score", "pause"]  # no second Whisper call
+
+
+def test_ends_sentence():
+    assert ends_sentence("Book a table.") and ends_sentence("Is it open?") and ends_sentence('He said "no!"')
+    assert not ends_sentence("I would like to") and not ends_sentence("Unless to be rather...")
+    assert not ends_sentence("self-") and not ends_sentence("") and not ends_sentence("for two,")
+    # Whisper's full stop after a fragment does not make it a sentence.
+    assert not ends_sentence("in his power to do for his.") and not ends_sentence("Book it for the.")
+    assert ends_sentence("He was not an ill-disposed young man.") and ends_sentence("More than he was.")
+    assert ends_sentence("Who is it for?")
