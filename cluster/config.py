@@ -121,6 +121,7 @@ class Settings:
     # Whisper decodes a turn in a window this long (a longer turn: its length + 1 s), not 30 s: ~3x less work
     # (adapters/local/whisper_final.py); 0 = faster-whisper's 30 s window.
     local_whisper_window_s: float = 10.0
+    local_whisper_beam_size: int = 2  # 1 = greedy: ~20 % faster, lost a word the beam keeps (whisper_final.py)
     # End of turn (adapters/local/turn_machine.py): Smart Turn's verdict at a pause ramps to 1.0 over this much
     # more silence; a turn whose transcript ends no sentence counts at most open_sentence_cap before the ramp.
     local_turn_silence_ramp_ms: int = 2000

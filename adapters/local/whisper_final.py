@@ -9,7 +9,8 @@ call to 30 s of log-mel, so a 3 s turn pays for a 30 s encoder pass (~1 s on one
 encoder takes a shorter input as it is (the idea of whisper.cpp's ``audio_ctx``), so a turn is decoded
 in a window of ``local_whisper_window_s`` (a longer turn: its own length plus 1 s): ~3x less work. The
 window is not cut to the turn itself: with 1-4 s windows tiny.en lost a word more on the 6-clip test
-set (WER 0.060 against 0.036 with 30 s), with 8-10 s it kept 0.048 (``load/bench_local.py``). A decode
+set (WER 0.060 against 0.036 with 30 s), and greedy decoding lost "ill-disposed" in any window under
+30 s; a beam of 2 in a 10 s window got every word (WER 0.0, 0.27 s against greedy 30 s's 0.82 s). A decode
 that looks broken (a repetition loop: gzip compression ratio above faster-whisper's own 2.4 threshold)
 and turns longer than the 30 s window go through faster-whisper's full path, as does everything with
 ``local_whisper_window_s = 0``.
@@ -50,7 +51,7 @@ def compression_ratio(text: str) -> float:
 
 
 class WhisperFinal:
-    def __init__(self, path: str, beam_size: int = 1, window_s: float = 10.0) -> None:
+    def __init__(self, path: str, beam_size: int = 2, window_s: float = 10.0) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
@@ -110,6 +111,6 @@ class WhisperFinal:
 
 def shared(settings: Any = None) -> WhisperFinal:
     path = model_dir(settings)
-    beam = int(getattr(settings, "local_whisper_beam_size", 1) or 1)
+    beam = int(getattr(settings, "local_whisper_beam_size", 2) or 1)
     window_s = float(getattr(settings, "local_whisper_window_s", 10.0))
     return get_model(f"whisper:{path}:{beam}:{window_s}", lambda: WhisperFinal(path, beam, window_s))
