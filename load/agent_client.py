@@ -31,13 +31,20 @@ BARGE_AFTER_S = 0.5  # how long the client listens to the long reply before it i
 SESSION_ID = re.compile(r"\b(?:bench|scale)-\d+-\d+-\d+-\d+\b")  # the ids the load scripts give sessions
 
 
-def tokens_to_first_piece(reply: str) -> int:
-    """How many emulator tokens the scheduler needs before it cuts the first speakable piece."""
+def first_piece(reply: str) -> tuple[str, int]:
+    """The first speakable piece the agent's chunker cuts from ``reply`` streamed word by word (as the
+    emulator's and the local reply engine's tokens come), and how many tokens it needs for it."""
     chunker = SpeakableChunker()
     for i, tok in enumerate(re.findall(r"\s*\S+", reply), start=1):
-        if chunker.feed(tok):
-            return i
-    return len(reply.split())
+        pieces = chunker.feed(tok)
+        if pieces:
+            return pieces[0], i
+    return reply, len(reply.split())
+
+
+def tokens_to_first_piece(reply: str) -> int:
+    """How many emulator tokens the scheduler needs before it cuts the first speakable piece."""
+    return first_piece(reply)[1]
 
 
 def speech_chunk(samples: int, phase: int) -> bytes:

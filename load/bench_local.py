@@ -38,12 +38,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from load.agent_client import first_piece  # noqa: E402
 from load.pause_set import PausedClip  # noqa: E402
 from load.pause_set import build as build_pause_set  # noqa: E402
 from load.report import machine  # noqa: E402
 from tests.support.flux_rules import check_flux_order  # noqa: E402
+from tests.support.speech import speech_end_s  # noqa: E402
 from tests.support.wer import wer, words  # noqa: E402
-from vani.actors.agent.chunker import SpeakableChunker  # noqa: E402
 from vani.adapters.base import SttOptions, TtsOptions, TurnEventType  # noqa: E402
 from vani.adapters.local import inference_pool  # noqa: E402
 from vani.adapters.local.stt import LocalStt  # noqa: E402
@@ -62,14 +63,6 @@ def read(name: str) -> bytes:
 
 def gap(s: float) -> bytes:
     return bytes(2 * int(s * 16000))
-
-
-def speech_end_s(pcm: bytes, floor_db: float = -45.0) -> float:
-    """End of the last 10 ms louder than ``floor_db`` dBFS (a file may end in silence)."""
-    a = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
-    frames = a[: len(a) // 160 * 160].reshape(-1, 160)
-    loud = np.nonzero(np.sqrt((frames**2).mean(axis=1)) > 32768 * 10 ** (floor_db / 20))[0]
-    return float((loud[-1] + 1) * 0.01)
 
 
 def script(names: list[str], pause: float = 3.0) -> tuple[bytes, list[tuple[str, float]]]:
@@ -189,16 +182,6 @@ async def bench_tts(provider, runs: int = 3) -> dict:
         "first_piece_words": words,
         "first_piece_ttfa_s": round(statistics.median(piece_ttfa), 3),
     }
-
-
-def first_piece(reply: str) -> tuple[str, int]:
-    """The first piece the agent's chunker cuts from ``reply`` fed word by word, and its word count."""
-    chunker = SpeakableChunker()
-    for i, word in enumerate(reply.split(" "), start=1):
-        pieces = chunker.feed(word if i == 1 else " " + word)
-        if pieces:
-            return pieces[0], i
-    return reply, len(reply.split())
 
 
 def first_audio(eot_s: list[float], tts: dict, token_delay_s: float = 0.02) -> dict:

@@ -225,7 +225,6 @@ class LocalSttStream:
     async def _observe(self, obs: Observation) -> None:
         pending: deque[Observation] = deque([obs])
         while pending:
-            needs: list[NeedScore | NeedTranscript] = []
             for action in self.machine.decide(pending.popleft()):
                 match action:
                     case Emit():
@@ -238,12 +237,10 @@ class LocalSttStream:
                         for f in self._turn_audio:
                             self._partial_cmds.put_nowait(("audio", f))
                     case NeedScore() | NeedTranscript():
-                        needs.append(action)
+                        pending.append(await self._infer(action))
                     case FinishTurn():
                         self._turn_audio, self._turn_speech = [], []
                         self._partial_cmds.put_nowait(("end", None))
-            # Any inference asked for together runs side by side on the heavy lane; results come back in order.
-            pending.extend(await asyncio.gather(*(self._infer(need) for need in needs)))
 
     async def _infer(self, need: NeedScore | NeedTranscript) -> Observation:
         if isinstance(need, NeedScore):

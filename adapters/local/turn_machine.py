@@ -156,8 +156,6 @@ class TurnMachine:
     speech_run: int = 0  # consecutive speech frames
     silence_ms: float = 0.0  # silence since the last speech frame of this turn
     base_probability: float | None = None  # Smart Turn's verdict for the current pause
-    score_asked: bool = False  # Smart Turn was asked for this pause's verdict
-    text_asked: bool = False  # Whisper was asked for the turn's transcript at this pause
     pause_text: str | None = None  # Whisper's transcript of the turn at this pause (None: not in yet)
     pause_words: list[Word] = field(default_factory=list)
     eager_tried: bool = False  # EagerEndOfTurn was already considered in this pause
@@ -231,8 +229,8 @@ class TurnMachine:
                 return out + self._end("timeout", self.pause_text, self.pause_words)
             return [*out, NeedTranscript("final", "timeout")]
         if not speech and self.silence_ms >= cfg.first_score_ms:
-            if not self.score_asked:
-                self.score_asked = True
+            # The driver answers each Need* before the next frame, so "not in yet" is "not asked yet".
+            if self.base_probability is None:
                 out.append(NeedScore())
             elif self._pause_known():
                 out += self._check()
@@ -243,7 +241,6 @@ class TurnMachine:
     def _new_pause(self) -> None:
         self.silence_ms = 0.0
         self.base_probability = None
-        self.score_asked = self.text_asked = False
         self.pause_text, self.pause_words = None, []
         self.eager_tried = False
 
@@ -263,13 +260,10 @@ class TurnMachine:
         """Whisper is asked once per pause, when Smart Turn (ramped) first reaches a threshold: a pause that
         Smart Turn rates as mid-turn costs no Whisper call, and inference never holds up the audio for long."""
         cfg = self.config
-        if self.text_asked or self.base_probability is None:
+        if self.pause_text is not None or self.base_probability is None:
             return []
-        reach = min(cfg.eot_threshold, cfg.eager_eot_threshold if self.eager_mode else 1.0)  # type: ignore[type-var]
-        if self._ramped(self.base_probability) < reach:
-            return []
-        self.text_asked = True
-        return [NeedTranscript("pause")]
+        reach = min(cfg.eot_threshold, cfg.eager_eot_threshold or 1.0)
+        return [NeedTranscript("pause")] if self._ramped(self.base_probability) >= reach else []
 
     def _check(self) -> list[Action]:
         """The pause's verdict (Smart Turn ramped by silence, capped by an open sentence) against the thresholds."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import zlib
 from typing import Any
 
 import numpy as np
@@ -43,11 +42,6 @@ def model_dir(settings: Any = None) -> str:
     if spec is None or not spec.submodule_search_locations:
         raise ProviderError("local-stt", ErrorKind.CONFIG, 'Whisper model not found: pip install -e ".[local]"')
     return os.path.join(next(iter(spec.submodule_search_locations)), "model")
-
-
-def compression_ratio(text: str) -> float:
-    data = text.encode()
-    return len(data) / max(1, len(zlib.compress(data)))
 
 
 class WhisperFinal:
@@ -76,6 +70,7 @@ class WhisperFinal:
     def _trimmed(self, x: np.ndarray) -> str | None:
         """One decode in a window of the turn's size; None when the full path must answer."""
         import ctranslate2
+        from faster_whisper.transcribe import get_compression_ratio
 
         feats = self._model.feature_extractor(x)
         frames = max(self._window, feats.shape[-1] + PAD_FRAMES)
@@ -95,7 +90,7 @@ class WhisperFinal:
             return ""
         eot = self._tokenizer.eot
         text = self._tokenizer.decode([t for t in result.sequences_ids[0] if t < eot]).strip()
-        return None if compression_ratio(text) > MAX_COMPRESSION else text
+        return None if get_compression_ratio(text) > MAX_COMPRESSION else text
 
     def _full(self, x: np.ndarray) -> str:
         segments, _ = self._model.transcribe(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import numpy as np
 import pytest
 
 from tests.local.conftest import TRANSCRIPTS, read_wav, run_stream, silence
 from tests.support.flux_rules import check_flux_order
+from tests.support.speech import speech_end_s
 from tests.support.wer import wer, words
 from vani.adapters.base import SttOptions, TurnEventType
 from vani.adapters.local import inference_pool
@@ -20,14 +20,6 @@ E = TurnEventType
 TURN_WER_MAX = 0.25
 # Utterances Smart Turn rates as complete (p > 0.9) and the generated booking request.
 CONFIDENT = ["librivox_0870.wav", "librivox_0920.wav", "booking_espeak.wav"]
-
-
-def speech_end_s(pcm: bytes, floor_db: float = -45.0) -> float:
-    """End of the last 10 ms frame louder than ``floor_db`` dBFS."""
-    a = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
-    frames = a[: len(a) // 160 * 160].reshape(-1, 160)
-    loud = np.nonzero(np.sqrt((frames**2).mean(axis=1)) > 32768 * 10 ** (floor_db / 20))[0]
-    return (loud[-1] + 1) * 0.01
 
 
 def finals(events):
