@@ -1,8 +1,8 @@
 """Bounded thread pools for model inference, so nothing heavy ever runs on the event loop.
 
 Work is split into lanes so that one kind of slow job cannot starve another: ``vad`` (a fraction of a
-millisecond per 32 ms frame, must never wait behind a Whisper call), ``partials`` (pocketsphinx live
-hypotheses, best effort) and ``heavy`` (Smart Turn, Whisper, Piper). Each lane is a FIFO
+millisecond per 32 ms frame, must never wait behind a Whisper call), ``partials`` (waits on the
+pocketsphinx worker processes, best effort) and ``heavy`` (Smart Turn, Whisper, Piper). Each lane is a FIFO
 ``ThreadPoolExecutor`` with a fixed number of workers; a session awaits at most one heavy job at a
 time, so a busy session delays others by at most one job per worker instead of stalling them.
 """
@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 LANES = ("vad", "partials", "heavy")
-_DEFAULT_SIZES = {"vad": 1, "partials": 1, "heavy": 2}
+_DEFAULT_SIZES = {"vad": 1, "partials": 2, "heavy": 2}
 
 _lock = threading.Lock()
 _sizes: dict[str, int] = dict(_DEFAULT_SIZES)
