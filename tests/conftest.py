@@ -10,6 +10,7 @@ prefix on one Serve HTTP port, so tests can use different limits without restart
   /agent   voice-agent sessions (and /agent/v2/flux transcription sessions) on the provider emulator,
            their session store a real Redis (the other apps: the default SQLite)
   /local   voice-agent and transcription sessions on the embedded offline models (the `vani up` default)
+  /localcap like /local, one session per node (admission by the embedded models' capacity)
   /mp3     like /agent, with MP3 TTS and a 96 KB inbound ring
   /overload echo delay 0, tight flood guard, admission by load (its hosts get stalled by the test)
 
@@ -130,6 +131,14 @@ APPS = {
     ),
     # The embedded offline default (real models, no network): what `vani up` runs.
     "local": dict(route_prefix="/local", session_mode="agent", flood_burst_s=0, session_ttl_s=5.0),
+    # The same, taking one session per node on the embedded models (tests/test_local_capacity.py).
+    "localcap": dict(
+        route_prefix="/localcap",
+        session_mode="agent",
+        flood_burst_s=0,
+        session_ttl_s=1.0,
+        local_max_sessions_per_node=1,
+    ),
 }
 for _name, _app in APPS.items():
     _app.setdefault("session_mode", "echo")  # the session-protocol apps keep their echo meaning

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +33,10 @@ class HostInfo:
     address: str | None = None  # the host's link server; None until it answered ``ready``
 
 
-async def alive_nodes() -> set[str]:
-    """The ids of the Ray nodes alive now (``ray.nodes`` blocks: run off the event loop)."""
+async def alive_nodes() -> dict[str, float]:
+    """The Ray nodes alive now, by id, with the CPUs Ray gives each (``ray.nodes`` blocks: run off the loop)."""
     nodes = await asyncio.to_thread(ray.nodes)
-    return {n["NodeID"] for n in nodes if n.get("Alive")}
+    return {n["NodeID"]: float(n.get("Resources", {}).get("CPU", 1.0)) for n in nodes if n.get("Alive")}
 
 
 class HostPool:
@@ -60,7 +61,7 @@ class HostPool:
             with contextlib.suppress(Exception):
                 info.address = (await info.handle.ready.remote())["address"]
 
-    def drop_lost(self, alive: set[str]) -> list[str]:
+    def drop_lost(self, alive: Collection[str]) -> list[str]:
         """Forget the hosts whose node is gone; returns their names."""
         lost = [name for name, info in self.hosts.items() if info.node_id not in alive]
         for name in lost:
@@ -68,7 +69,7 @@ class HostPool:
             del self.hosts[name]
         return lost
 
-    async def fill_nodes(self, alive: set[str]) -> None:
+    async def fill_nodes(self, alive: Collection[str]) -> None:
         """``sharded`` mode: spawn the hosts missing on alive nodes and wait until they listen."""
         new: list[HostInfo] = []
         for node_id in sorted(alive):

@@ -20,7 +20,7 @@ from typing import Any
 
 import ray
 
-from vani.actors.control import placement
+from vani.actors.control import local_capacity, placement
 from vani.actors.control.host_pool import HostPool, alive_nodes
 from vani.actors.control.loads import LoadBook
 from vani.actors.control.session_table import ORPHAN_GRACE_S, Entry, SessionTable
@@ -44,6 +44,7 @@ class Registry:
         self.pool = HostPool(self.settings, link_secret)
         self.loads = LoadBook(self.settings.overload_lag_ms)
         self.sessions = SessionTable()
+        self.node_cpus: dict[str, float] = {}  # alive nodes, as of the last reconcile
         self._loop_task: asyncio.Task | None = None
         self.refused = 0
 
@@ -74,6 +75,9 @@ class Registry:
             if not new_ok or (sharded and self.loads.all_behind(self.pool.live())):
                 self.refused += 1
                 return {"ok": False, "code": Close.TRY_AGAIN, "reason": "try again later: overloaded"}
+            if self._at_local_capacity():
+                self.refused += 1
+                return {"ok": False, "code": Close.TRY_AGAIN, "reason": local_capacity.REASON}
             entry = self._reserve(session_id)
             if entry is None:
                 return {"ok": False, "code": Close.TRY_AGAIN, "reason": "try again later: no session hosts"}
@@ -92,9 +96,29 @@ class Registry:
             entry = Entry(host=name)
             entry.ready = asyncio.get_running_loop().create_task(self.pool.start_session_actor(name, session_id))
             return self.sessions.add(session_id, entry)
-        # Hosts that are behind real time take no new sessions (place() refuses when all are).
-        chosen = placement.choose_host(session_id, [h for h in self.pool.live() if not self.loads.behind(h)])
+        # Hosts that are behind real time, or on a node whose embedded models are at capacity, take no new
+        # sessions (place() refuses when all are).
+        full = self._full_nodes()
+        chosen = placement.choose_host(
+            session_id,
+            [h for h in self.pool.live() if not self.loads.behind(h) and self.pool.hosts[h].node_id not in full],
+        )
         return None if chosen is None else self.sessions.add(session_id, Entry(host=chosen))
+
+    def _full_nodes(self) -> set[str]:
+        if not local_capacity.uses_local_models(self.settings):
+            return set()
+        node_of = {name: info.node_id for name, info in self.pool.hosts.items()}
+        counts = local_capacity.per_node((e.host for e in self.sessions.entries.values()), node_of)
+        return local_capacity.full_nodes(self.settings, self.node_cpus, counts)
+
+    def _at_local_capacity(self) -> bool:
+        """No node can take one more session on the embedded models (actors/control/local_capacity.py)."""
+        if self.settings.placement_mode == "actor":
+            cap = local_capacity.total_cap(self.settings, self.node_cpus)
+            return cap is not None and len(self.sessions) >= cap
+        live, full = self.pool.live(), self._full_nodes()
+        return bool(live and full) and all(self.pool.hosts[h].node_id in full for h in live)
 
     async def refresh(self, session_id: str) -> dict[str, Any]:
         """The gateway could not reach the session's host: re-read its address, then place again."""
@@ -132,6 +156,7 @@ class Registry:
 
     async def _reconcile_hosts(self) -> None:
         alive = await alive_nodes()
+        self.node_cpus = alive
         # No await between dropping a host and forgetting its sessions: place() never sees one without the other.
         for name in self.pool.drop_lost(alive):
             self.loads.forget(name)
@@ -161,6 +186,8 @@ class Registry:
                 for h in hosts
             ],
             "nodes": sorted({h.node_id for h in hosts}),
+            # Sessions each node takes on the embedded models (None: no cap, see actors/control/local_capacity.py).
+            "local_capacity": {n: local_capacity.node_cap(self.settings, c) for n, c in self.node_cpus.items()},
         }
 
     async def where(self, session_id: str) -> dict[str, Any] | None:
