@@ -126,6 +126,9 @@ class Settings:
     # more silence; a turn whose transcript ends no sentence counts at most open_sentence_cap before the ramp.
     local_turn_silence_ramp_ms: int = 2000
     local_turn_open_sentence_cap: float = 0.3
+    # Silence (ms) after which Whisper transcribes the turn so far, beside the audio; -1 = only once Smart Turn's
+    # verdict reaches a threshold (no Whisper call on a pause rated mid-turn: less CPU, later ends).
+    local_turn_text_at_ms: int = 96
     # Sessions a node takes on the embedded models; the next gets 1013 (actors/control/local_capacity.py).
     # 0 = 2 per CPU Ray gives the node (measured: load/README.md, "Several sessions at once").
     local_max_sessions_per_node: int = 0

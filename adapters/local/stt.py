@@ -104,6 +104,7 @@ class LocalSttStream:
                 vad_threshold=float(getattr(settings, "local_vad_threshold", 0.5) or 0.5),
                 silence_ramp_ms=int(getattr(settings, "local_turn_silence_ramp_ms", 2000) or 2000),
                 open_sentence_cap=float(getattr(settings, "local_turn_open_sentence_cap", 0.3)),
+                text_at_ms=int(getattr(settings, "local_turn_text_at_ms", 96)),
             )
         )
         self._cmds: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -117,6 +118,8 @@ class LocalSttStream:
         self._closed = False
         self._error: ProviderError | None = None
         self._task: asyncio.Task[None] | None = None
+        # The current pause's transcript, started beside the audio: (pause, task). Owned: cancelled when replaced.
+        self._text: tuple[int, asyncio.Future[tuple[str, list[Any]]]] | None = None
         self._partial_task: asyncio.Task[None] | None = None
 
     # ---- SttStream API -----------------------------------------------------------------------
@@ -200,6 +203,7 @@ class LocalSttStream:
             log.exception("local STT stream %s failed", self.session_id)
             self._error = ProviderError(PROVIDER, ErrorKind.UNAVAILABLE, f"{type(e).__name__}: {e}")
         finally:
+            self._drop_text()
             self._out.put_nowait(_END)
 
     def _analyze(self, pcm: bytes) -> list[tuple[np.ndarray, float]]:
@@ -236,9 +240,15 @@ class LocalSttStream:
                         self._partial_cmds.put_nowait(("begin", self.machine.turn_index))
                         for f in self._turn_audio:
                             self._partial_cmds.put_nowait(("audio", f))
+                    case NeedTranscript(purpose="pause", wait=False):
+                        self._pause_text(action.pause)
+                    case NeedTranscript(purpose="pause"):
+                        text, words = await self._pause_text(action.pause)
+                        pending.append(Transcript(text, words, "pause", pause=action.pause))
                     case NeedScore() | NeedTranscript():
                         pending.append(await self._infer(action))
                     case FinishTurn():
+                        self._drop_text()
                         self._turn_audio, self._turn_speech = [], []
                         self._partial_cmds.put_nowait(("end", None))
 
@@ -247,6 +257,21 @@ class LocalSttStream:
             return Score(await inference_pool.run("heavy", self._turns.probability, self._audio()))
         text, words = await inference_pool.run("heavy", self._whisper.transcribe, self._speech_audio())
         return Transcript(text, words, need.purpose, need.trigger)
+
+    def _pause_text(self, pause: int) -> asyncio.Future[tuple[str, list[Any]]]:
+        """Whisper on the turn so far for ``pause``: the one already started for it, or a new one."""
+        if self._text is None or self._text[0] != pause:
+            self._drop_text()  # an earlier pause's: the user went on, its text is stale
+            run = inference_pool.run("heavy", self._whisper.transcribe, self._speech_audio())
+            self._text = (pause, asyncio.ensure_future(run))
+        return self._text[1]
+
+    def _drop_text(self) -> None:
+        if self._text is not None:
+            task = self._text[1]
+            task.cancel()  # the thread finishes its call; nobody waits for it
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._text = None
 
     def _audio(self) -> np.ndarray:
         return np.concatenate(self._turn_audio) if self._turn_audio else np.zeros(0, np.float32)

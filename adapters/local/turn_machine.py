@@ -6,12 +6,15 @@ awaits and never touches a model. The stream driver executes the actions (runs t
 event loop) and feeds their results back as observations, so every event is timed on the audio
 clock and ordering does not depend on how long inference takes.
 
-**Two looks per pause, the second only when needed.** When a pause reaches ``first_score_ms`` the
-machine asks Smart Turn for its verdict. When that verdict (ramped by the silence) first reaches a
-threshold, it asks Whisper for the transcript of the turn so far, once per pause, and decides with
-both: the transcript it decided on *is* the final one (the pause only adds silence), so the EndOfTurn
-needs no Whisper call after the decision, and a pause Smart Turn rates as mid-turn costs no Whisper
-call at all (the driver awaits each inference, so the audio behind it waits). The two signals check
+**Two looks per pause, side by side.** When a pause reaches ``text_at_ms`` (~0.1 s) the machine has Whisper
+start on the transcript of the turn so far, beside the audio (``wait=False``). When the pause reaches
+``first_score_ms`` it asks Smart Turn for its verdict. Once that verdict (ramped by the silence) reaches a
+threshold, it asks for the transcript again, waiting (the driver hands over the one already started) and
+decides with both: the transcript it decided on *is* the final one (the pause only adds silence), so the
+EndOfTurn needs no Whisper call after the decision, and Whisper's time hides behind the 0.1 s of silence and
+Smart Turn's call instead of adding to them. Every decision is on the audio clock, whatever the inference
+took. ``text_at_ms = -1`` starts Whisper only when it is needed: no Whisper call on a pause Smart Turn rates
+as mid-turn (less CPU, later ends). The two signals check
 each other: a transcript that does not end a sentence (Whisper writes ``.``, ``?`` or ``!`` after a
 complete one, nothing or ``...`` after many fragments; and no statement ends on "the", "to" or "his")
 caps Smart Turn's verdict at ``open_sentence_cap``,
@@ -44,6 +47,9 @@ class TurnConfig:
     onset_frames: int = 3  # ~96 ms of speech starts a turn (a click or a cough is shorter)
     resume_frames: int = 4  # ~128 ms of speech after EagerEndOfTurn means the user went on
     first_score_ms: int = 200  # silence before the Smart Turn call (the model expects ~0.2 s)
+    # Silence before Whisper transcribes the turn so far, beside the audio (the driver does not wait for it), so
+    # the text is in about when Smart Turn's verdict is; -1: only once Smart Turn's verdict reaches a threshold.
+    text_at_ms: int = 96
     # Smart Turn judges words and prosody once per pause. If it says "not done", continued silence
     # still makes it ever more likely the user has finished: confidence ramps linearly from the
     # model's value to 1.0 over silence_ramp_ms (like Flux's rising end_of_turn_confidence), and
@@ -74,6 +80,7 @@ class Transcript:
     words: list[Word]
     purpose: str  # "pause" (the turn so far, at a pause) | "final" (asked to end the turn now)
     trigger: str | None = None  # for "final": manual | timeout
+    pause: int = -1  # for "pause": the pause it was asked in (one that has ended since is stale)
 
 
 @dataclass
@@ -112,6 +119,8 @@ class NeedScore:
 class NeedTranscript:
     purpose: str
     trigger: str | None = None
+    pause: int = -1  # for "pause": the pause it is for (its Transcript carries it back)
+    wait: bool = True  # False: start it and go on with the audio (the machine asks again, waiting, if it needs it)
 
 
 @dataclass
@@ -155,6 +164,8 @@ class TurnMachine:
     turn_start: float = 0.0
     speech_run: int = 0  # consecutive speech frames
     silence_ms: float = 0.0  # silence since the last speech frame of this turn
+    pause_index: int = 0  # counts pauses (and turn ends), so a late transcript of an earlier pause is known
+    text_asked: int = -1  # the last pause whose transcript was asked for (once per pause)
     base_probability: float | None = None  # Smart Turn's verdict for the current pause
     pause_text: str | None = None  # Whisper's transcript of the turn at this pause (None: not in yet)
     pause_words: list[Word] = field(default_factory=list)
@@ -228,24 +239,20 @@ class TurnMachine:
             if self.pause_text is not None:
                 return out + self._end("timeout", self.pause_text, self.pause_words)
             return [*out, NeedTranscript("final", "timeout")]
+        if not speech and 0 <= cfg.text_at_ms <= self.silence_ms and self.text_asked != self.pause_index:
+            self.text_asked = self.pause_index
+            out.append(NeedTranscript("pause", pause=self.pause_index, wait=False))  # started, not awaited
         if not speech and self.silence_ms >= cfg.first_score_ms:
-            # The driver answers each Need* before the next frame, so "not in yet" is "not asked yet".
-            if self.base_probability is None:
-                out.append(NeedScore())
-            elif self._pause_known():
-                out += self._check()
-            else:
-                out += self._maybe_ask_text()
+            # The driver answers NeedScore before the next frame, so "no score yet" is "not asked yet".
+            out += [NeedScore()] if self.base_probability is None else self._check()
         return out
 
     def _new_pause(self) -> None:
+        self.pause_index += 1
         self.silence_ms = 0.0
         self.base_probability = None
         self.pause_text, self.pause_words = None, []
         self.eager_tried = False
-
-    def _pause_known(self) -> bool:
-        return self.base_probability is not None and self.pause_text is not None
 
     def _ramped(self, p0: float) -> float:
         ramp = max(1.0, float(self.config.silence_ramp_ms))
@@ -254,22 +261,21 @@ class TurnMachine:
 
     def _on_score(self, p: float) -> list[Action]:
         self.base_probability = p
-        return self._check() if self._pause_known() else self._maybe_ask_text()
-
-    def _maybe_ask_text(self) -> list[Action]:
-        """Whisper is asked once per pause, when Smart Turn (ramped) first reaches a threshold: a pause that
-        Smart Turn rates as mid-turn costs no Whisper call, and inference never holds up the audio for long."""
-        cfg = self.config
-        if self.pause_text is not None or self.base_probability is None:
-            return []
-        reach = min(cfg.eot_threshold, cfg.eager_eot_threshold or 1.0)
-        return [NeedTranscript("pause")] if self._ramped(self.base_probability) >= reach else []
+        return self._check()
 
     def _check(self) -> list[Action]:
         """The pause's verdict (Smart Turn ramped by silence, capped by an open sentence) against the thresholds."""
         cfg = self.config
         raw = self.base_probability or 0.0
-        text = self.pause_text or ""
+        if self.pause_text is None:
+            # The transcript can only hold an end back (it caps the verdict), so it is needed once Smart Turn alone
+            # would end (or eagerly end) the turn. Then the driver waits for it (started at text_at_ms, it is
+            # usually in): a decision never depends on how long Whisper took, even on audio sent faster than real time.
+            if self._ramped(raw) < min(cfg.eot_threshold, cfg.eager_eot_threshold or 1.0):
+                return []
+            self.text_asked = self.pause_index
+            return [NeedTranscript("pause", pause=self.pause_index)]
+        text = self.pause_text
         capped = raw if ends_sentence(text) else min(raw, cfg.open_sentence_cap)
         p = self._ramped(capped)
         self.last_probability = p
@@ -305,8 +311,10 @@ class TurnMachine:
             return []
         text = t.text.strip()
         if t.purpose == "pause":
+            if t.pause != self.pause_index:  # speech resumed (or the turn ended) since it was asked
+                return []
             self.pause_text, self.pause_words = text, list(t.words)
-            return self._check() if self._pause_known() else []
+            return self._check() if self.base_probability is not None else []
         if self.phase is Phase.AWAITING_END:  # the eager transcript stands (Flux rule)
             return self._end(t.trigger or "manual", self.eager_text, self.eager_words)
         return self._end(t.trigger or "manual", text, list(t.words))

@@ -25,8 +25,9 @@ def silence(seconds: float, rate: int = 16000) -> bytes:
     return bytes(2 * int(seconds * rate))
 
 
-async def run_stream(stt, pcm: bytes, options: SttOptions, *, chunk: int = 2560, before_close=None):
-    """Feed ``pcm`` in 80 ms chunks (as fast as the stream takes it), close, return all events."""
+async def run_stream(stt, pcm: bytes, options: SttOptions, *, chunk: int = 2560, before_close=None, pace: float = 0):
+    """Feed ``pcm`` in 80 ms chunks (as fast as the stream takes it, or at most ``pace`` x real time), close,
+    return all events."""
     stream = await stt.open("test", options)
     events: list[TurnEvent] = []
 
@@ -36,8 +37,11 @@ async def run_stream(stt, pcm: bytes, options: SttOptions, *, chunk: int = 2560,
 
     reader = asyncio.create_task(read())
     try:
+        t0 = asyncio.get_running_loop().time()
         for i in range(0, len(pcm), chunk):
             await stream.send_audio(pcm[i : i + chunk])
+            if pace:
+                await asyncio.sleep(max(0.0, t0 + (i + chunk) / 32000 / pace - asyncio.get_running_loop().time()))
         if before_close is not None:
             await before_close(stream, events)
         await stream.close()

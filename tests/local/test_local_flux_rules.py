@@ -72,8 +72,8 @@ def drive(machine: TurnMachine, probs: list[float], score: float, text: str) -> 
                     emitted.append(a)
                 elif isinstance(a, NeedScore):
                     pending.append(Score(score))
-                elif isinstance(a, NeedTranscript):
-                    pending.append(Transcript(text, [], a.purpose, a.trigger))
+                elif isinstance(a, NeedTranscript) and a.wait:  # a started one (wait=False) is handed over when asked
+                    pending.append(Transcript(text, [], a.purpose, a.trigger, a.pause))
     return emitted
 
 
@@ -127,7 +127,7 @@ def test_eot_threshold_one_means_never_by_model():
     assert not any(e.event is E.END_OF_TURN for e in out)
 
 
-def test_a_pause_asks_smart_turn_then_whisper_once_and_the_end_needs_no_more_whisper():
+def test_a_pause_asks_whisper_then_smart_turn_once_each_and_the_end_needs_no_more_whisper():
     m = TurnMachine(TurnConfig())
     asked: list[object] = []
     out: list[Emit] = []
@@ -139,14 +139,23 @@ def test_a_pause_asks_smart_turn_then_whisper_once_and_the_end_needs_no_more_whi
             asked += needs
             out += [a for a in acts if isinstance(a, Emit)]
             for a in needs:
-                pending.append(Score(0.9) if isinstance(a, NeedScore) else Transcript("Hello there.", [], a.purpose))
-    assert [type(a) for a in asked] == [NeedScore, NeedTranscript] and asked[1].purpose == "pause"
+                if isinstance(a, NeedScore):
+                    pending.append(Score(0.9))
+                elif a.wait:
+                    pending.append(Transcript("Hello there.", [], a.purpose, pause=a.pause))
+    # Started at ~0.1 s of silence, then Smart Turn, then the same pause's transcript awaited.
+    assert [(type(a), getattr(a, "wait", None)) for a in asked] == [
+        (NeedTranscript, False),
+        (NeedScore, None),
+        (NeedTranscript, True),
+    ]
+    assert asked[0].pause == asked[2].pause and asked[0].purpose == asked[2].purpose == "pause"
     end = [e for e in out if e.event is E.END_OF_TURN]
     assert [(e.transcript, e.trigger) for e in end] == [("Hello there.", "model")]
 
 
-def test_a_pause_smart_turn_rates_mid_turn_costs_no_whisper_call():
-    m = TurnMachine(TurnConfig(silence_ramp_ms=60000))
+def test_lazy_text_a_pause_smart_turn_rates_mid_turn_costs_no_whisper_call():
+    m = TurnMachine(TurnConfig(silence_ramp_ms=60000, text_at_ms=-1))
     asked = []
     for i, p in enumerate(frames(1.0, 0.6) + frames(1.0, 0.6)):
         pending = [Frame((i + 1) * FRAME_S, p)]
@@ -197,7 +206,7 @@ def test_force_end_and_timeout_in_a_pause_reuse_its_transcript():
 
     def answer(a):
         asked.append(a)
-        return Score(0.95) if isinstance(a, NeedScore) else Transcript("so", [], a.purpose, a.trigger)
+        return Score(0.95) if isinstance(a, NeedScore) else Transcript("so", [], a.purpose, a.trigger, a.pause)
 
     out = []
     for i, p in enumerate(frames(0.5, 1.0)):
@@ -209,7 +218,42 @@ def test_force_end_and_timeout_in_a_pause_reuse_its_transcript():
                 elif not isinstance(a, BeginTurn):
                     pending.append(answer(a)) if isinstance(a, NeedScore | NeedTranscript) else None
     assert [e.trigger for e in out if e.event is E.END_OF_TURN] == ["timeout"]
-    assert [getattr(a, "purpose", "score") for a in asked] == ["score", "pause"]  # no second Whisper call
+    assert [getattr(a, "purpose", "score") for a in asked] == ["pause", "score"]  # no second Whisper call
+
+
+def test_a_started_transcript_is_awaited_only_when_needed_and_one_of_an_ended_pause_is_dropped():
+    m = TurnMachine(TurnConfig())
+
+    def feed(probs: list[float], t0: float, score: float) -> list[object]:
+        acts: list[object] = []
+        for i, p in enumerate(probs):
+            for a in m.decide(Frame(t0 + (i + 1) * FRAME_S, p)):
+                acts += m.decide(Score(score)) if isinstance(a, NeedScore) else [a]
+        return [a for a in acts if isinstance(a, NeedTranscript)]
+
+    # A 0.15 s pause: Whisper is started at 96 ms (not awaited); the user goes on before Smart Turn's look.
+    first = feed(frames(1.0, 0.15), 0.0, score=0.95)
+    assert [(a.purpose, a.wait) for a in first] == [("pause", False)]
+    # The next pause: started again; Smart Turn says 0.95, so the machine now waits for that pause's text.
+    second = feed(frames(0.5, 0.3), 1.15, score=0.95)
+    # (unanswered here, the waiting ask repeats each frame; the driver answers it before the next one)
+    assert (second[0].wait, second[0].pause) == (False, m.pause_index) and len(second) >= 2
+    assert all(a.wait and a.pause == m.pause_index for a in second[1:])
+    assert first[0].pause != m.pause_index
+    assert m.decide(Transcript("I would like.", [], "pause", pause=first[0].pause)) == []  # stale: dropped
+    assert m.pause_text is None
+    end = m.decide(Transcript("I would like a table.", [], "pause", pause=m.pause_index))
+    assert [(e.event, e.transcript) for e in end if isinstance(e, Emit)] == [(E.END_OF_TURN, "I would like a table.")]
+
+
+def test_a_pause_smart_turn_rates_mid_turn_never_waits_for_whisper():
+    m = TurnMachine(TurnConfig(silence_ramp_ms=60000))
+    waited = []
+    for i, p in enumerate(frames(1.0, 0.6)):
+        for a in m.decide(Frame((i + 1) * FRAME_S, p)):
+            for b in m.decide(Score(0.2)) if isinstance(a, NeedScore) else [a]:
+                waited += [b] if isinstance(b, NeedTranscript) and b.wait else []
+    assert waited == []  # the text could only hold an end back, and Smart Turn alone ends nothing
 
 
 def test_ends_sentence():
